@@ -1,0 +1,68 @@
+"""The `nas` command: a thin argparse layer. Each sub-command lives in its own module with
+`add_arguments(parser)` and `run(args) -> int`; the library raises NasError, only this layer turns
+errors into messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from nas import __version__
+
+# (module, command name, one-line help)
+COMMANDS = [
+    ("variants", "variants", "list the 23 published variants: params and MAdds, ours against published"),
+    ("flops", "flops", "params and MAdds of a variant or config YAML, with a per-stage breakdown"),
+    ("train", "train", "proxy-train one network and write its metrics JSON"),
+    ("search", "search", "search the hybrid space under a MAdds budget (Optuna proposes, Ray Tune trains)"),
+    ("dashboard", "dashboard", "write the HTML dashboard of a run (accuracy vs MAdds, Pareto front)"),
+    ("export", "export", "write a trial's architecture as YAML and ONNX"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nas",
+        description="hybrid-nas: neural-architecture search over a unified Mobile-Former + MobileViT v1/v2/v3 "
+                    "design space under a multiply-add budget.",
+        epilog="Start with `nas variants`, then `nas search --budget 300M`. `nas COMMAND --help` for details.",
+    )
+    parser.add_argument("--version", action="version", version=f"hybrid-nas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module, name, help_ in COMMANDS:
+        try:
+            mod = importlib.import_module(f"nas.cli.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"nas.cli.{module}":
+                raise
+            continue
+        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nas.errors import NasError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except NasError as e:
+        print(f"nas {args.command}: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"  fix: {e.hint}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"\nnas {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
