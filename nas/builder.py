@@ -7,6 +7,7 @@ from torch import nn
 
 from nas.blocks import BuildContext, block_factory
 from nas.blocks.common import ConvBNAct, make_act
+from nas.blocks.mobile_former import ChannelShuffle
 from nas.config import ArchConfig
 
 # Below this input size a network built for 224/256 px would shrink its feature maps to nothing, so the
@@ -40,12 +41,15 @@ class HybridNet(nn.Module):
             self.stages[stage.name] = nn.ModuleList(mods)
 
         self.final_bridge = None
-        if cfg.tokens is not None and cfg.tokens.final_bridge:
+        # The final Mobile->Former only feeds the head's token concat: without it, it would be dead weight.
+        if cfg.tokens is not None and cfg.tokens.final_bridge and cfg.head.concat_token:
             from nas.blocks.mobile_former import make_final_bridge
 
             self.final_bridge = make_final_bridge(c, cfg.tokens)
 
         h = cfg.head
+        # Grouped head conv (Mobile-Former-26M): shuffle the channels first, as the official classifier does.
+        self.head_shuffle = ChannelShuffle(h.conv_groups) if h.conv and h.conv_groups > 1 else nn.Identity()
         self.head_conv = ConvBNAct(c, h.conv, 1, groups=h.conv_groups, act=h.conv_act) if h.conv else nn.Identity()
         c = h.conv or c
         self.pool_act = make_act(h.pool_act)
@@ -73,7 +77,7 @@ class HybridNet(nn.Module):
         return x, z
 
     def forward_head(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.head_conv(x)
+        x = self.head_conv(self.head_shuffle(x))
         x = self.pool_act(x.mean((2, 3)))
         if self.cfg.head.concat_token:
             x = torch.cat([x, z[:, 0]], dim=1)

@@ -74,7 +74,7 @@ def madds_breakdown(cfg: ArchConfig, resolution: int | None = None) -> dict[str,
             m, c, h, w = _FNS[b.kind](b, c, h, w, cfg.tokens)
             total += m
         out[stage.name] = total
-    if cfg.tokens is not None and cfg.tokens.final_bridge:
+    if cfg.tokens is not None and cfg.tokens.final_bridge and cfg.head.concat_token:  # as nas.builder
         from nas.madds.mobile_former import final_bridge_madds
 
         out["final_bridge"] = final_bridge_madds(c, h, w, cfg.tokens)
