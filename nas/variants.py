@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import difflib
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ FAMILIES = ("Mobile-Former", "MobileViT-v1", "MobileViT-v2", "MobileViT-v3")
 @lru_cache(maxsize=1)
 def _published() -> dict[str, dict[str, Any]]:
     data = load_yaml(ZOO / "published.yaml")
-    return {v["name"]: v for v in data["variants"]}
+    rows = sorted(data["variants"], key=lambda v: (FAMILIES.index(v["family"]), v["params_exact"]))
+    return {v["name"]: v for v in rows}
 
 
 def list_variants() -> list[str]:
@@ -41,7 +42,7 @@ def _check_name(name: str) -> None:
         raise ConfigError(f"unknown variant {name!r}", f"{hint}`nas variants` lists the {len(_published())} names")
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_variant(name: str) -> ArchConfig:
     _check_name(name)
     return ArchConfig.from_yaml(ZOO / f"{name}.yaml")

@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         if e.hint:
             print(f"  fix: {e.hint}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `nas variants | head`: the reader left, nothing to report
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"\nnas {args.command}: interrupted", file=sys.stderr)
         return 130

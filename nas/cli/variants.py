@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import sys
+import textwrap
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,16 +52,25 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(rows: list[dict]) -> str:
     head = ["family", "name", "res", "params", "published", "MAdds(M)", "published", "diff%", "top1", "note"]
-    body = []
+    body, notes = [], []
     for r in rows:
         exact = "=" if r["params"] == r["params_exact"] else "!"
+        mark = ""
+        if r["note"]:
+            notes.append(f"[{len(notes) + 1}] {r['name']}: {r['note']}")
+            mark = f"[{len(notes)}]"
         body.append([r["family"], r["name"], str(r["resolution"]), f"{r['params']:,}{exact}",
                      f"{r['published_params_m']:.1f}M", f"{r['madds_m']:.1f}", f"{r['published_madds_m']:g}",
-                     f"{r['madds_diff_pct']:+.1f}", f"{r['published_top1']:g}", r["note"]])
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head[:-1])]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head[:-1], widths)) + "  note"]
+                     f"{r['madds_diff_pct']:+.1f}", f"{r['published_top1']:g}", mark])
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
     for b in body:
-        lines.append("  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(b[:-1], widths)))
-                     + ("  " + b[-1] if b[-1] else ""))
-    lines.append("params: '=' exactly the authors' parameter count (1000-class head), '!' it differs.")
+        lines.append("  ".join(c.rjust(w) if 2 <= i < len(b) - 1 else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(b, widths))).rstrip())
+    lines.append("")
+    lines.append("params: '=' exactly the authors' parameter count (1000-class head), '!' it differs. "
+                 "MAdds: one multiply-add counted once, at the variant's resolution.")
+    if notes:
+        lines.append("Where our MAdds differ from the published figure, and why:")
+        lines += [textwrap.fill(n, width=110, subsequent_indent="    ") for n in notes]
     return "\n".join(lines)

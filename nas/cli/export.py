@@ -1,0 +1,30 @@
+"""Write one trial's architecture as a config YAML and an ONNX file.
+
+TRIAL is a trial id of the run (t0007) or a baseline name. The YAML is an ArchConfig that `nas train` and
+`nas flops` accept; the ONNX graph takes a 1 x C x R x R image at the architecture's target resolution.
+
+examples:
+  nas export results/budget300M-20250101-120000 t0007
+  nas export results/mf300 mobile_former_294m --out exported/ --no-onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN", help="a run folder written by `nas search` (results/<name>)")
+    p.add_argument("trial", metavar="TRIAL", help="trial id (e.g. t0007) or baseline name")
+    p.add_argument("--out", metavar="DIR", help="output folder (default RUN/export/)")
+    p.add_argument("--no-onnx", dest="onnx", action="store_false", help="write the YAML only")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.search import export_trial
+
+    paths = export_trial(args.run_dir, args.trial, out=args.out, onnx=args.onnx, opset=args.opset)
+    for kind, path in paths.items():
+        print(f"{kind:<5} {path}")
+    return 0
