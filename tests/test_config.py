@@ -6,7 +6,17 @@ import pytest
 import torch
 
 from nas.builder import build_model
-from nas.config import ArchConfig, HeadCfg, IRCfg, MobileViTCfg, StageCfg, StemCfg, TokenCfg, load_yaml, make_divisible
+from nas.config import (
+    ArchConfig,
+    HeadCfg,
+    IRCfg,
+    MobileViTCfg,
+    StageCfg,
+    StemCfg,
+    TokenCfg,
+    load_yaml,
+    make_divisible,
+)
 from nas.errors import ConfigError
 
 
