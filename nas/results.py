@@ -1,0 +1,407 @@
+"""The one DataFrame schema of a run, the run folder's files, and the Pareto front.
+
+A run folder ``results/<name>/`` holds ``run.yaml`` (the run config), ``trials.parquet`` and
+``trials.csv`` (one row per trial, searched or baseline, columns `TRIAL_COLUMNS` plus ``knob_<name>``
+columns), ``pareto.csv`` (the Pareto-optimal rows plus ``gain_vs_published``) and ``variants/``
+(the exported ArchConfig YAML of each Pareto-optimal architecture). The search writes through this
+module and the dashboard reads through it, so both agree on one schema.
+
+Writes are atomic (temp file in the same folder, then `os.replace`): a dashboard reading while the
+search writes sees the old file or the new one, never half of one. pandas is imported lazily.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nas.errors import RunError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Column name -> kind ("str", "int", "float"). Knob columns (``knob_<name>``) come after `attention`.
+_SCHEMA: dict[str, str] = {
+    "trial": "str", "number": "int", "kind": "str", "name": "str",
+    "arch_id": "str", "family": "str", "fusion": "str", "attention": "str",
+    "madds_m": "float", "params_m": "float", "budget_m": "float",
+    "status": "str", "error": "str",
+    "val_top1": "float", "best_val_top1": "float", "val_curve": "str", "epochs_done": "int",
+    "wall_s": "float", "images_per_s": "float",
+    "published_top1": "float", "published_madds_m": "float",
+    "config_path": "str", "rebuild_cmd": "str",
+    "proxy_hash": "str", "dataset": "str", "started_at": "str", "finished_at": "str",
+}
+TRIAL_COLUMNS: list[str] = list(_SCHEMA)
+"""The fixed trial columns, in file order (knob columns are inserted after ``attention``)."""
+KNOB_PREFIX = "knob_"
+STATUSES: tuple[str, ...] = ("completed", "early_stopped", "failed", "over_budget", "nan", "running")
+"""Trial statuses; only ``completed`` and ``early_stopped`` trials carry a usable accuracy."""
+FINISHED_OK: tuple[str, ...] = ("completed", "early_stopped")
+KINDS: tuple[str, ...] = ("searched", "baseline")
+PARETO_EXTRA = "gain_vs_published"
+_INT_DEFAULTS = {"number": -1, "epochs_done": 0}
+_STR_DEFAULTS = {"val_curve": "[]", "kind": "searched", "status": "running"}
+
+RUN_FILE = "run.yaml"
+TRIALS_PARQUET = "trials.parquet"
+TRIALS_CSV = "trials.csv"
+PARETO_CSV = "pareto.csv"
+VARIANTS_DIR = "variants"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Schema
+
+
+def knob_columns(df: pd.DataFrame) -> list[str]:
+    """The ``knob_<name>`` columns of a trials frame, in their order."""
+    return [c for c in df.columns if str(c).startswith(KNOB_PREFIX)]
+
+
+def empty_trials(*, knobs: Iterable[str] = ()) -> pd.DataFrame:
+    """A trials frame with no rows and every schema column typed; `knobs` adds ``knob_<name>`` columns."""
+    import pandas as pd
+
+    df = pd.DataFrame({c: pd.Series(dtype=_pd_dtype(k)) for c, k in _SCHEMA.items()})
+    for k in knobs:
+        col = k if k.startswith(KNOB_PREFIX) else KNOB_PREFIX + k
+        df[col] = pd.Series(dtype="float64")
+    return normalize_trials(df)
+
+
+def make_row(**values: Any) -> dict[str, Any]:
+    """One trial row as a dict with every schema column filled by its default, `values` applied on top.
+
+    Unknown keys must be knob columns (``knob_<name>``); anything else is a typo and raises.
+    """
+    unknown = [k for k in values if k not in _SCHEMA and not k.startswith(KNOB_PREFIX)]
+    if unknown:
+        raise RunError(f"unknown trial column {unknown[0]!r}",
+                       f"use one of {', '.join(TRIAL_COLUMNS)} or a knob_<name> column")
+    row: dict[str, Any] = {c: _default(c, k) for c, k in _SCHEMA.items()}
+    row.update(values)
+    if not row["name"]:
+        row["name"] = row["trial"]
+    return row
+
+
+def normalize_trials(df: pd.DataFrame) -> pd.DataFrame:
+    """Schema columns added where missing, typed, and ordered (fixed columns, knobs after `attention`).
+
+    Strings: missing -> "". Ints: missing -> -1 (`number`) or 0. Floats: missing -> NaN. A knob column
+    is float when every value present is a number, else str (missing stays NaN/None).
+    Extra non-schema columns (e.g. ``gain_vs_published``) are kept at the end.
+    """
+    import pandas as pd
+
+    out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    src = df.reset_index(drop=True)
+    for col, kind in _SCHEMA.items():
+        s = src[col] if col in src.columns else pd.Series([None] * len(src), dtype="object")
+        out[col] = _coerce(s, kind, default=_default(col, kind))
+    knobs = knob_columns(src)
+    for col in knobs:
+        out[col] = _coerce_knob(src[col])
+    extra = [c for c in src.columns if c not in _SCHEMA and c not in knobs]
+    for col in extra:
+        out[col] = src[col]
+    pos = TRIAL_COLUMNS.index("attention") + 1
+    order = TRIAL_COLUMNS[:pos] + knobs + TRIAL_COLUMNS[pos:] + extra
+    return out[order]
+
+
+def _pd_dtype(kind: str) -> str:
+    return {"str": "object", "int": "int64", "float": "float64"}[kind]
+
+
+def _default(col: str, kind: str) -> Any:
+    if kind == "int":
+        return _INT_DEFAULTS.get(col, 0)
+    if kind == "float":
+        return math.nan
+    return _STR_DEFAULTS.get(col, "")
+
+
+def _coerce(s: pd.Series, kind: str, *, default: Any) -> pd.Series:
+    import pandas as pd
+
+    if kind == "float":
+        return pd.to_numeric(s, errors="coerce").astype("float64")
+    if kind == "int":
+        return pd.to_numeric(s, errors="coerce").fillna(default).astype("int64")
+    vals = [default if _missing(v) else str(v) for v in s.tolist()]
+    return pd.Series(vals, dtype="object")
+
+
+def _coerce_knob(s: pd.Series) -> pd.Series:
+    import pandas as pd
+
+    vals = s.tolist()
+    present = [v for v in vals if not _missing(v)]
+    if all(_is_number(v) for v in present):
+        return pd.to_numeric(s, errors="coerce").astype("float64")
+    return pd.Series([None if _missing(v) else str(v) for v in vals], dtype="object")
+
+
+def _missing(v: Any) -> bool:
+    if v is None:
+        return True
+    try:
+        return bool(v != v)  # NaN, pd.NA-safe enough for scalars
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_number(v: Any) -> bool:
+    if isinstance(v, bool):
+        return False
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(v, str)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Files
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a temp file next to `path`, then move it over `path` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a unique name in the same folder (so os.replace is atomic), created with the usual umask permissions
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Public form of the atomic write: `write(tmp)` fills a temp file that then replaces `path`."""
+    p = Path(path)
+    _atomic_write(p, write)
+    return p
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` atomically (readers see the old file or the new one)."""
+    p = Path(path)
+    _atomic_write(p, lambda t: t.write_text(text, encoding="utf-8"))
+    return p
+
+
+def write_trials(run_dir: str | Path, df: pd.DataFrame) -> pd.DataFrame:
+    """Write `df` (normalized to the schema) as trials.parquet and trials.csv, each atomically.
+
+    Returns the normalized frame that was written.
+    """
+    norm = normalize_trials(df)
+    d = Path(run_dir)
+    _atomic_write(d / TRIALS_PARQUET, lambda t: norm.to_parquet(t, index=False))
+    _atomic_write(d / TRIALS_CSV, lambda t: norm.to_csv(t, index=False))
+    return norm
+
+
+def read_trials(run_dir: str | Path) -> pd.DataFrame:
+    """The trials of a run folder (trials.parquet, else trials.csv), normalized to the schema.
+
+    A run folder without trials yet (the search just started) gives an empty frame; a folder that is
+    not a run (no run.yaml and no trials file) raises RunError.
+    """
+    import pandas as pd
+
+    d = Path(run_dir)
+    _check_run_dir(d)
+    pq, csv = d / TRIALS_PARQUET, d / TRIALS_CSV
+    try:
+        if pq.is_file():
+            df = pd.read_parquet(pq)
+        elif csv.is_file():
+            df = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+        else:
+            return empty_trials()
+    except Exception as e:  # pyarrow/pandas raise many types for a truncated or foreign file
+        raise RunError(f"cannot read the trials of {d}: {type(e).__name__}: {e}",
+                       "the file is damaged; rerun the search or restore trials.parquet/trials.csv") from None
+    return normalize_trials(df)
+
+
+def upsert_trial(run_dir: str | Path, row: Mapping[str, Any]) -> pd.DataFrame:
+    """Insert or replace (by `trial`) one row in the run's trials files; returns the full frame."""
+    import pandas as pd
+
+    d = Path(run_dir)
+    df = read_trials(d) if (d / TRIALS_PARQUET).is_file() or (d / TRIALS_CSV).is_file() else empty_trials()
+    new = normalize_trials(pd.DataFrame([make_row(**dict(row))]))
+    keep = df[df["trial"] != new.loc[0, "trial"]]
+    both = [x for x in (keep, new) if len(x)]
+    return write_trials(d, pd.concat(both, ignore_index=True) if both else new)
+
+
+def _check_run_dir(d: Path) -> None:
+    if not d.exists():
+        raise RunError(f"no run folder at {d}", "pass a folder written by `nas search` (results/<name>)")
+    if not d.is_dir():
+        raise RunError(f"{d} is a file, not a run folder", "pass the run folder (results/<name>), not a file in it")
+    if not any((d / f).is_file() for f in (RUN_FILE, TRIALS_PARQUET, TRIALS_CSV)):
+        raise RunError(f"{d} is not a run folder (it has no {RUN_FILE} and no {TRIALS_PARQUET})",
+                       "pass a folder written by `nas search` (results/<name>)")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pareto front and gains
+
+
+def eligible_mask(df: pd.DataFrame, *, x: str = "madds_m", y: str = "val_top1") -> pd.Series:
+    """Rows that can be on a front: status completed/early_stopped and finite `x` and `y`."""
+    import numpy as np
+    import pandas as pd
+
+    if len(df) == 0:
+        return pd.Series([], dtype=bool, index=df.index)
+    xs = pd.to_numeric(df[x], errors="coerce").to_numpy(dtype=float)
+    ys = pd.to_numeric(df[y], errors="coerce").to_numpy(dtype=float)
+    ok = df["status"].isin(FINISHED_OK).to_numpy() if "status" in df.columns else np.ones(len(df), bool)
+    return pd.Series(ok & np.isfinite(xs) & np.isfinite(ys), index=df.index)
+
+
+def pareto_mask(df: pd.DataFrame, *, x: str = "madds_m", y: str = "val_top1") -> pd.Series:
+    """Boolean mask of the rows on the Pareto front: minimize `x`, maximize `y`.
+
+    Only completed/early-stopped rows with finite `x` and `y` are considered; NaN, failed, over-budget
+    and running rows are never on the front. A row is dropped only when another row is at least as good
+    on both axes and strictly better on one; so identical points (same x and y) are all kept.
+    Sort-and-sweep, O(n log n).
+    """
+    import numpy as np
+    import pandas as pd
+
+    ok = eligible_mask(df, x=x, y=y).to_numpy()
+    out = np.zeros(len(df), dtype=bool)
+    if not ok.any():
+        return pd.Series(out, index=df.index)
+    idx = np.flatnonzero(ok)
+    xs = pd.to_numeric(df[x], errors="coerce").to_numpy(dtype=float)[idx]
+    ys = pd.to_numeric(df[y], errors="coerce").to_numpy(dtype=float)[idx]
+    order = np.lexsort((-ys, xs))  # x ascending, then y descending
+    best = -np.inf  # best y among rows of strictly smaller x
+    i = 0
+    while i < len(order):
+        j = i
+        while j < len(order) and xs[order[j]] == xs[order[i]]:
+            j += 1
+        group = order[i:j]
+        top = ys[group[0]]
+        if top > best:
+            out[idx[group[ys[group] == top]]] = True
+            best = top
+        i = j
+    return pd.Series(out, index=df.index)
+
+
+def gain_vs_published(df: pd.DataFrame, *, x: str = "madds_m", y: str = "val_top1") -> pd.Series:
+    """`y` minus the best baseline `y` at equal or lower `x`, trained under the same proxy.
+
+    Baselines are rows with kind == "baseline" that are eligible (completed/early-stopped, finite);
+    a baseline row is compared with the other baselines, never itself. NaN where no baseline is at or
+    below the row's `x`, or where the row itself has no finite `x`/`y`.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if len(df) == 0:
+        return pd.Series([], dtype="float64", index=df.index, name=PARETO_EXTRA)
+    xs = pd.to_numeric(df[x], errors="coerce").to_numpy(dtype=float)
+    ys = pd.to_numeric(df[y], errors="coerce").to_numpy(dtype=float)
+    base = (eligible_mask(df, x=x, y=y) & (df["kind"] == "baseline")).to_numpy()
+    bpos = np.flatnonzero(base)
+    gains = np.full(len(df), np.nan)
+    for i in range(len(df)):
+        if not (np.isfinite(xs[i]) and np.isfinite(ys[i])):
+            continue
+        cand = bpos[(xs[bpos] <= xs[i]) & (bpos != i)]
+        if len(cand):
+            gains[i] = ys[i] - ys[cand].max()
+    return pd.Series(gains, index=df.index, name=PARETO_EXTRA)
+
+
+def compute_pareto(df: pd.DataFrame) -> pd.DataFrame:
+    """The Pareto-optimal rows (by MAdds and val top-1), sorted by MAdds, with `gain_vs_published`."""
+    norm = normalize_trials(df)
+    gains = gain_vs_published(norm)
+    front = norm[pareto_mask(norm)].copy()
+    front[PARETO_EXTRA] = gains[front.index]
+    return front.sort_values(["madds_m", "val_top1"], ascending=[True, False], kind="stable").reset_index(drop=True)
+
+
+def write_pareto(run_dir: str | Path, df: pd.DataFrame) -> pd.DataFrame:
+    """Compute the front of `df` and write it as pareto.csv (atomically); returns the front."""
+    front = compute_pareto(df)
+    _atomic_write(Path(run_dir) / PARETO_CSV, lambda t: front.to_csv(t, index=False))
+    return front
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A whole run
+
+
+@dataclass
+class Run:
+    """A run folder read back: its path, run.yaml as a dict, its trials and its Pareto front."""
+
+    path: Path
+    config: dict[str, Any]
+    trials: pd.DataFrame
+    pareto: pd.DataFrame
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name") or self.path.name)
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """run.yaml as a dict ({} when the folder has trials but no run.yaml)."""
+    import yaml
+
+    p = Path(run_dir) / RUN_FILE
+    if not p.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise RunError(f"malformed {p}: {str(e).splitlines()[0]}", "fix or restore the run config YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RunError(f"{p} must be a mapping, got {type(data).__name__}", "fix or restore the run config YAML")
+    return data
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read a run folder: run.yaml, trials (empty while none finished) and the Pareto front.
+
+    The front is recomputed from the trials (so it is never stale against a newer trials file).
+    Raises RunError when the folder is missing or is not a run.
+    """
+    d = Path(run_dir)
+    _check_run_dir(d)
+    config = read_run_config(d)
+    trials = read_trials(d)
+    return Run(path=d, config=config, trials=trials, pareto=compute_pareto(trials))
+
+
+__all__ = [
+    "TRIAL_COLUMNS", "STATUSES", "FINISHED_OK", "KINDS", "KNOB_PREFIX", "Run", "empty_trials", "make_row",
+    "normalize_trials", "knob_columns", "write_trials", "read_trials", "upsert_trial", "eligible_mask",
+    "pareto_mask", "gain_vs_published", "compute_pareto", "write_pareto", "load_run", "read_run_config",
+    "atomic_write", "atomic_write_text",
+]

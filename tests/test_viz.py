@@ -1,0 +1,364 @@
+"""Dashboard data and figures (nas.viz) and the `nas dashboard` command, on hand-made run folders.
+
+The data functions (compute_*) are checked on their own; plot_* must return go.Figure with the expected
+traces; the page must be self-contained (plotly.js embedded, no CDN). No browser here (see
+test_dashboard_browser.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import yaml
+
+from nas import results as R
+from nas import viz
+from nas.cli import main
+from nas.errors import RunError
+
+BASELINES = ("mobile_former_294m", "mobilevit_xxs", "mobilevitv2_050", "mobilevitv3_xxs")
+
+
+def write_demo_run(run_dir: Path, *, n: int = 36, seed: int = 0, budget_m: float = 300.0, min_budget: float = 0.8,
+                   with_study: bool = False, name: str | None = None) -> pd.DataFrame:
+    """A hand-made run folder through nas.results: searched trials with knobs, published baselines,
+    early-stopped, failed and over-budget trials; optionally a real Optuna study in optuna.db."""
+    from nas.variants import published
+
+    rng = random.Random(seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    name = name or run_dir.name
+    (run_dir / "run.yaml").write_text(yaml.safe_dump({
+        "name": name, "budget_m": budget_m, "min_budget": min_budget, "objective": "top1", "trials": n,
+        "seed": seed, "data": "synthetic-10", "proxy_hash": "p1a2b3", "created_at": "2025-01-01T00:00:00"}))
+    rows = []
+    study = None
+    if with_study:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(study_name=name, storage=f"sqlite:///{run_dir / 'optuna.db'}",
+                                    direction="maximize")
+    from optuna.distributions import CategoricalDistribution as Cat
+
+    dists = {"num_tokens": Cat([3, 4, 6]), "width_mult": Cat([0.5, 0.75, 1.0]), "fusion": Cat(
+        ["bridge", "v1", "v3", "v3_merged", "none"]), "attention": Cat(["mhsa", "separable"]),
+             "depth_s3": Cat([1, 2, 3])}
+    for i in range(n):
+        p = {k: rng.choice(d.choices) for k, d in dists.items()}
+        madds = 60 + 260 * p["width_mult"] ** 2 * (0.7 + 0.15 * p["depth_s3"]) + rng.uniform(-20, 20)
+        top = 25 + 12 * math.log(madds / 60) + (2.0 if p["fusion"] in ("v3", "bridge") else 0) + rng.gauss(0, 1.2)
+        status = "completed"
+        epochs = 8
+        if madds > budget_m * 1.05:
+            status = "over_budget"
+        elif i % 9 == 4:
+            status, epochs = "early_stopped", 3
+        elif i % 13 == 7:
+            status, epochs = "failed", 2
+        curve = [] if status == "over_budget" else [round(top * (1 - math.exp(-(e + 1) / 2.5)), 2)
+                                                    for e in range(epochs)]
+        val = curve[-1] if status in ("completed", "early_stopped") else math.nan
+        t = f"t{i:04d}"
+        rows.append(R.make_row(
+            trial=t, number=i, kind="searched", arch_id=f"{i:012x}",
+            family="hybrid-MF" if p["fusion"] == "bridge" else "hybrid-ViT", fusion=p["fusion"],
+            attention=p["attention"], madds_m=madds, params_m=madds / 60, budget_m=budget_m, status=status,
+            error="RuntimeError: CUDA out of memory" if status == "failed" else (
+                f"MAdds {madds:.0f}M over the {budget_m:.0f}M budget" if status == "over_budget" else ""),
+            val_top1=val, best_val_top1=max(curve) if curve and status != "failed" else math.nan,
+            val_curve=json.dumps(curve), epochs_done=len(curve), wall_s=12.0, images_per_s=800.0,
+            rebuild_cmd=f"nas train results/{name}/variants/{t}.yaml", proxy_hash="p1a2b3", dataset="synthetic-10",
+            **{f"knob_{k}": v for k, v in p.items()},
+            knob_dim=(None if p["fusion"] != "bridge" else rng.choice([128, 192]))))
+        if study is not None:  # every trial, so Optuna's numbers are the rows' numbers (as in a search)
+            import optuna
+
+            ok = status in ("completed", "early_stopped")
+            study.add_trial(optuna.trial.create_trial(
+                params=p, distributions=dists, value=val if ok else None,
+                state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL))
+    for b in BASELINES:
+        pub = published(b)
+        madds = float(pub["madds_m"]) * (0.98 if "former" in b else 1.0)
+        top = 25 + 12 * math.log(madds / 60) - 1.0
+        curve = [round(top * (1 - math.exp(-(e + 1) / 2.5)), 2) for e in range(8)]
+        rows.append(R.make_row(
+            trial=b, number=-1, kind="baseline", name=b, arch_id=b[:12], family=pub["family"],
+            fusion="bridge" if "former" in b else "v1", attention="mhsa", madds_m=madds, params_m=pub["params_m"],
+            budget_m=budget_m, status="completed", val_top1=curve[-1], best_val_top1=max(curve),
+            val_curve=json.dumps(curve), epochs_done=8, published_top1=pub["top1"],
+            published_madds_m=pub["madds_m"], rebuild_cmd=f"nas train {b}", proxy_hash="p1a2b3",
+            dataset="synthetic-10"))
+    df = R.write_trials(run_dir, pd.DataFrame(rows))
+    front = R.write_pareto(run_dir, df)
+    for t in front.loc[front["kind"] == "searched", "trial"]:
+        (run_dir / "variants").mkdir(exist_ok=True)
+        (run_dir / "variants" / f"{t}.yaml").write_text(f"# {t}\n")
+        df.loc[df["trial"] == t, "config_path"] = f"variants/{t}.yaml"
+    return R.write_trials(run_dir, df)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> R.Run:
+    d = tmp_path_factory.mktemp("runs") / "demo"
+    write_demo_run(d, with_study=True)
+    return R.load_run(d)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# compute_*
+
+
+def test_budget_lines_from_fraction_millions_and_strings():
+    b = viz.compute_budget_lines({"budget_m": 300, "min_budget": 0.8})
+    assert (b.budget_m, b.min_m, b.has_band) == (300.0, 240.0, True)
+    b = viz.compute_budget_lines({"budget_m": "1.2G", "min_budget": 900})
+    assert (b.budget_m, b.min_m) == (1200.0, 900.0)
+    b = viz.compute_budget_lines({"budget_m": 300})
+    assert b.has_budget and not b.has_band
+    b = viz.compute_budget_lines({"budget_m": 300, "min_budget": 1.0})  # band of width 0: no band
+    assert not b.has_band
+    assert not viz.compute_budget_lines({}).has_budget
+    t = R.normalize_trials(pd.DataFrame([R.make_row(trial="a", budget_m=150.0)]))
+    assert viz.compute_budget_lines({}, t).budget_m == 150.0
+    with pytest.raises(RunError, match="not a MAdds figure"):
+        viz.compute_budget_lines({"budget_m": "lots"})
+
+
+def test_front_steps_sorted_and_extended():
+    front = pd.DataFrame({"madds_m": [200.0, 100.0, 100.0], "val_top1": [60.0, 50.0, 40.0]})
+    xs, ys = viz.compute_front_steps(front, x_end=300)
+    assert xs == [100.0, 100.0, 200.0, 300.0]
+    assert ys == [50.0, 40.0, 60.0, 60.0]
+    assert viz.compute_front_steps(front.iloc[:0], x_end=300) == ([], [])
+    xs, _ = viz.compute_front_steps(front, x_end=150)  # left of the last point: not extended
+    assert xs[-1] == 200.0
+
+
+def test_points_only_trained_and_front_marked(demo):
+    pts = viz.compute_points(demo.trials)
+    assert set(pts["status"]) <= {"completed", "early_stopped"}
+    assert len(pts) == int(R.eligible_mask(demo.trials).sum())
+    assert pts["on_front"].sum() == len(demo.pareto)
+    es = pts[pts["status"] == "early_stopped"]
+    assert len(es) and set(es["symbol"]) == {"circle-open"}
+    row = pts[pts["kind"] == "searched"].iloc[0]
+    assert "num_tokens=" in row["hover"] and row["rebuild_cmd"] in row["hover"] and row["arch_id"] in row["hover"]
+
+
+def test_summary_counts_and_gain(demo):
+    s = viz.compute_summary(demo)
+    t = demo.trials
+    assert s["n_searched"] == int((t["kind"] == "searched").sum()) and s["n_baseline"] == len(BASELINES)
+    assert sum(s["counts"].values()) == s["n_searched"]
+    assert s["counts"]["failed"] >= 1 and s["counts"]["early_stopped"] >= 1 and s["counts"]["over_budget"] >= 1
+    ok = t[R.eligible_mask(t) & (t["kind"] == "searched")]
+    assert s["best"]["searched"]["val_top1"] == ok["val_top1"].max()
+    gains = demo.pareto.loc[demo.pareto["kind"] == "searched", "gain_vs_published"].dropna()
+    assert s["best_gain"] == pytest.approx(gains.max())
+
+
+def test_pareto_table_names_the_baseline_beaten(demo):
+    tab = viz.compute_pareto_table(demo)
+    assert len(tab) == len(demo.pareto)
+    base = demo.trials[demo.trials["kind"] == "baseline"]
+    for r in tab.itertuples():
+        if r.vs_baseline:
+            b = base[base["name"] == r.vs_baseline].iloc[0]
+            assert b["madds_m"] <= r.madds_m
+            assert r.gain_vs_published == pytest.approx(r.val_top1 - b["val_top1"])
+            below = base[(base["madds_m"] <= r.madds_m) & (base["trial"] != r.trial)]
+            assert b["val_top1"] == below["val_top1"].max()
+        else:
+            assert math.isnan(r.gain_vs_published)
+    searched = tab[tab["kind"] == "searched"]
+    assert (searched["config_path"] == [f"variants/{t}.yaml" for t in searched["trial"]]).all()
+
+
+def test_curves_and_problem_trials(demo):
+    curves = viz.compute_curves(demo.trials)
+    by = {c["trial"]: c for c in curves}
+    t = demo.trials
+    for r in t[t["status"] == "early_stopped"].itertuples():
+        assert by[r.trial]["epochs"] == list(range(1, r.epochs_done + 1))
+    assert all(tr not in by for tr in t.loc[t["status"] == "over_budget", "trial"])  # no curve, no line
+    probs = viz.compute_problem_trials(t)
+    assert set(probs["status"]) == {"failed", "over_budget"}
+    assert (probs.loc[probs["status"] == "failed", "error"] != "").all()
+    bad = t.head(1).assign(val_curve="[1, 2")
+    with pytest.raises(RunError, match="not a JSON list"):
+        viz.compute_curves(bad)
+
+
+def test_reference_has_all_23_with_our_count():
+    ref, notes = viz.compute_reference()
+    assert len(ref) == 23 and set(ref["family"]) == {"Mobile-Former", "MobileViT-v1", "MobileViT-v2", "MobileViT-v3"}
+    assert not notes, notes
+    assert (ref["our_madds_m"] > 0).all()  # every variant's own config counted (its accuracy is tested elsewhere)
+
+
+def test_importance_from_study_and_from_frame(demo, tmp_path):
+    imp = viz.compute_importance(demo)
+    assert imp.values and imp.source == "Optuna study (optuna.db)"
+    assert set(imp.values) <= {"num_tokens", "width_mult", "fusion", "attention", "depth_s3"}
+    assert sum(imp.values.values()) == pytest.approx(1.0)
+    # the synthetic accuracy depends on width_mult and depth, not on attention
+    assert imp.values["width_mult"] > imp.values["attention"]
+    d = tmp_path / "noddb"
+    write_demo_run(d, n=20, seed=1)
+    imp2 = viz.compute_importance(R.load_run(d))
+    assert imp2.values and imp2.source == "trials frame"
+    one = tmp_path / "one"
+    write_demo_run(one, n=1)
+    assert "not enough trials" in viz.compute_importance(R.load_run(one)).note
+
+
+def test_live_importance_reused_until_stale(tmp_path):
+    d = tmp_path / "live"
+    df = write_demo_run(d, n=20, seed=2)
+    first = viz.compute_importance(R.load_run(d), max_stale=2)
+    row = df.iloc[0].to_dict() | {"trial": "x1", "number": 99, "val_top1": 12.0, "status": "completed"}
+    R.upsert_trial(d, row)
+    run = R.load_run(d)
+    assert viz.compute_importance(run, max_stale=2) is first  # one more trial: the last result stands
+    fresh = viz.compute_importance(run)  # max_stale=0: recomputed on the new data
+    assert fresh is not first and fresh.n_trials == first.n_trials + 1
+
+
+def test_parallel_dims_categorical_and_gaps(demo):
+    dims = viz.compute_parallel(demo.trials)
+    labels = [d.label for d in dims]
+    assert labels[-2:] == ["MAdds (M)", "val top-1 (%)"]
+    assert {"fusion", "attention", "num_tokens", "dim"} <= set(labels)
+    n = len(dims[-1].values)
+    for d in dims:
+        assert len(d.values) == n
+        if d.tickvals is not None:
+            assert set(d.values) <= set(d.tickvals) and len(d.ticktext) == len(d.tickvals)
+    dim = next(d for d in dims if d.label == "dim")
+    assert dim.ticktext[0] == "n/a" and dim.ticktext[1:] == ["128", "192"]
+    assert viz.compute_parallel(R.empty_trials()) == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# plot_*
+
+
+def test_accuracy_figure_traces_and_buttons(demo):
+    pts = viz.compute_points(demo.trials)
+    budget = viz.compute_budget_lines(demo.config)
+    fig = viz.plot_accuracy_vs_madds(pts, demo.pareto, budget)
+    assert isinstance(fig, go.Figure)
+    names = [t.name for t in fig.data]
+    assert {"Pareto front", "published variants", "published front (same proxy)"} <= set(names)
+    buttons = fig.layout.updatemenus[0].buttons
+    assert [b.label for b in buttons] == [f"colour: {d}" for d in viz.COLOR_DIMS]
+    searched = pts[pts["kind"] == "searched"]
+    for b, dim in zip(buttons, viz.COLOR_DIMS):
+        vis = b.args[0]["visible"]
+        shown = [t for t, v in zip(fig.data, vis) if v and t.meta == dim]
+        assert sum(len(t.x) for t in shown) == len(searched)  # every searched point once per colouring
+    base = next(t for t in fig.data if t.name == "published variants")
+    assert list(base.text) == list(BASELINES)
+    xs = sorted(s.x0 for s in fig.layout.shapes if s.type == "line")
+    assert xs == [240.0, 300.0]
+
+
+def test_other_figures(demo):
+    ref, _ = viz.compute_reference()
+    fig = viz.plot_reference(ref, budget=viz.BudgetLines(budget_m=300.0, min_m=240.0))
+    assert isinstance(fig, go.Figure) and fig.layout.xaxis.type == "log"
+    # on a log axis plotly puts shapes in data units and annotations in log10 units
+    assert sorted(s.x0 for s in fig.layout.shapes if s.type == "line") == [240.0, 300.0]
+    assert sorted(a.x for a in fig.layout.annotations) == pytest.approx([math.log10(240), math.log10(300)])
+    assert sum(len(t.x) for t in fig.data if "our count" not in t.name) == 23
+    assert sum(len(t.x) for t in fig.data if "our count" in t.name) == 23
+    imp = viz.plot_importance(viz.compute_importance(demo))
+    assert isinstance(imp.data[0], go.Bar)
+    empty = viz.plot_importance(viz.Importance(note="not enough trials"))
+    assert not empty.data and "not enough trials" in empty.layout.annotations[0].text
+    par = viz.plot_parallel(viz.compute_parallel(demo.trials))
+    assert isinstance(par.data[0], go.Parcoords)
+    data = viz.compute_curves(demo.trials)
+    curves = viz.plot_curves(data)
+    lines = {t.legendgroup: t for t in curves.data if t.mode == "lines" and t.legendgroup != "baselines"}
+    assert {k: lines[k].line.dash for k in ("completed", "early_stopped", "failed")} == {
+        "completed": "solid", "early_stopped": "dash", "failed": "dot"}
+    n_es = sum(c["status"] == "early_stopped" for c in data)
+    assert lines["early_stopped"].name == f"early-stopped ({n_es})"
+    # one None between trials: every point of every early-stopped curve is in the trace
+    assert sum(v is not None for v in lines["early_stopped"].y) == sum(
+        len(c["epochs"]) for c in data if c["status"] == "early_stopped")
+    assert sum(t.legendgroup == "baselines" for t in curves.data) == len(BASELINES)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pages and the CLI
+
+
+def test_write_dashboard_self_contained_and_atomic(demo, tmp_path):
+    out = viz.write_dashboard(demo.path, tmp_path / "d.html", refresh_s=30)
+    text = out.read_text()
+    assert not re.search(r"<script[^>]+src=", text)  # nothing loaded from outside: plotly.js is inline
+    assert "plotly.js v" in text or "Plotly" in text[:20000]
+    assert text.count("Plotly.newPlot") == len(viz.FIGURES)
+    assert 'http-equiv="refresh" content="30"' in text
+    assert text.count('data-figure="') == len(viz.FIGURES)
+    assert "demo" in text and "synthetic-10" in text and "300 M" in text
+    for t in demo.pareto.loc[demo.pareto["kind"] == "searched", "trial"]:
+        assert f"variants/{t}.yaml" in text
+    assert "CUDA out of memory" in text  # failed trials listed with their error
+    assert not list(tmp_path.glob(".d.html.*"))  # no temp file left behind
+    live = viz.write_dashboard(demo.path)
+    assert live == demo.path / "dashboard.html" and live.is_file()
+
+
+def test_dashboard_of_a_run_with_no_trials_yet(tmp_path):
+    d = tmp_path / "fresh"
+    d.mkdir()
+    (d / "run.yaml").write_text("name: fresh\nbudget_m: 300\n")
+    text = viz.write_dashboard(d).read_text()
+    assert "no completed trial yet" in text and "not enough trials" in text
+
+
+def test_cli_dashboard_default_output_and_compare(demo, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["dashboard", str(demo.path)]) == 0
+    assert (tmp_path / "dashboards" / "demo.html").is_file()
+    other = tmp_path / "other"
+    write_demo_run(other, n=20, seed=3, budget_m=250)
+    assert main(["dashboard", "--compare", str(demo.path), str(other)]) == 0
+    page = (tmp_path / "dashboards" / "compare-demo-other.html").read_text()
+    assert page.count("Plotly.newPlot") == 1 and "demo: front" in page and "other: front" in page
+    data = viz.compute_compare([R.load_run(demo.path), R.load_run(other)])
+    fig = viz.plot_compare(data)
+    assert [t.name for t in fig.data if t.name and t.name.endswith(": front")] == ["demo: front", "other: front"]
+    assert sorted(s.x0 for s in fig.layout.shapes) == [250.0, 300.0]
+
+
+def test_cli_errors_are_one_message(tmp_path, capsys):
+    assert main(["dashboard", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "no run folder at" in err and "fix:" in err and "Traceback" not in err
+    (tmp_path / "empty").mkdir()
+    assert main(["dashboard", str(tmp_path / "empty")]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    assert main(["dashboard"]) == 2
+    assert "no run folder given" in capsys.readouterr().err
+
+
+def test_png_without_browser_is_a_clear_error_and_html_still_written(demo, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-chrome"))
+    out = tmp_path / "x.html"
+    rc = main(["dashboard", str(demo.path), "-o", str(out), "--png", str(tmp_path / "png")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "BROWSER_PATH=" in err and "fix:" in err and out.is_file()
+    assert re.search(r"apt-get install chromium", err)
