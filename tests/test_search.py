@@ -1,0 +1,215 @@
+"""`nas search` end to end through real Ray Tune and real Optuna on the tiny space and a tiny proxy.
+
+One search is killed with SIGKILL after its first trained row and resumed: nothing finished is lost or
+retrained. Bad inputs give one message with the fix, a non-zero exit and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nas.cli import main
+from nas.search import export_trial, trial_arch
+from nas.space import SPACES_DIR
+
+TINY = str(SPACES_DIR / "tiny.yaml")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+NAS = [sys.executable, "-m", "nas"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    d = tmp_path_factory.mktemp("search")
+    (d / "proxy.yaml").write_text("resolution: 16\nepochs: 2\ntrain_images: 256\nval_images: 128\nbatch_size: 64\n")
+    (d / "nan_proxy.yaml").write_text("resolution: 16\ntrain_images: 256\nval_images: 128\n"
+                                      "batch_size: 64\nepochs: 1\noptimizer: sgd\nlr: 1.0e+12\nwarmup_epochs: 0.0\n")
+    return d
+
+
+def _search(work: Path, *extra: str) -> list[str]:
+    return [*NAS, "search", "--budget", "3M", "--space", TINY, "--proxy", str(work / "proxy.yaml"),
+            "--results", str(work / "results"), "--max-concurrent", "1", *extra]
+
+
+def _trials(run: Path) -> pd.DataFrame:
+    return pd.read_parquet(run / "trials.parquet")
+
+
+@pytest.mark.slow
+def test_kill_then_resume_loses_and_retrains_nothing(work):
+    run = work / "results" / "killme"
+    proc = subprocess.Popen(_search(work, "--trials", "2", "--name", "killme", "--no-early-stop"), env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 180
+    before = None
+    while time.time() < deadline:
+        if (run / "trials.parquet").is_file():
+            df = _trials(run)
+            done = df[df["status"] == "completed"]
+            if len(done):
+                before = done
+                break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    assert before is not None, proc.communicate()[0].decode()[-3000:]
+    os.kill(proc.pid, signal.SIGKILL)  # the search process itself, mid-run
+    proc.wait()
+    time.sleep(1)
+    try:  # leftovers of our own process group (Ray's reaper normally takes them down)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+    r = subprocess.run([*NAS, "search", "--resume", str(run)], env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "resuming" in r.stdout and "Traceback" not in r.stderr
+    after = _trials(run)
+    trained = after[(after["kind"] == "searched") & after["status"].isin(["completed", "early_stopped"])]
+    assert len(trained) == 2
+    assert trained["trial"].is_unique and trained["arch_id"].is_unique and after["trial"].is_unique
+    # the rows finished before the kill are there unchanged: not retrained
+    for _, row in before.iterrows():
+        now = after[after["trial"] == row["trial"]].iloc[0]
+        assert now["finished_at"] == row["finished_at"] and now["val_top1"] == row["val_top1"]
+    # nothing trained over budget or under the band; refused proposals are rows with their reason
+    assert (trained["madds_m"] <= 3.0).all() and (trained["madds_m"] >= 1.5).all()
+    refused = after[after["status"] == "over_budget"]
+    assert refused["val_top1"].isna().all() and (refused["epochs_done"] == 0).all()
+    assert ((refused["madds_m"] > 3.0) | (refused["madds_m"] < 1.5)).all()
+    # the run folder of the schema
+    for f in ("run.yaml", "space.yaml", "proxy.yaml", "environment.json", "trials.csv", "pareto.csv", "optuna.db"):
+        assert (run / f).is_file(), f
+    assert (run / "ray").is_dir()
+    assert len(pd.read_csv(run / "trials.csv")) == len(after)
+    pareto = pd.read_csv(run / "pareto.csv")
+    assert len(pareto) >= 1 and "gain_vs_published" in pareto.columns
+    for _, p in pareto.iterrows():
+        assert (run / p["config_path"]).is_file()
+        assert p["rebuild_cmd"].startswith("nas train ")
+    curve = json.loads(trained.iloc[0]["val_curve"])
+    assert len(curve) == 2 and trained.iloc[0]["epochs_done"] == 2
+    assert {"knob_fusion", "knob_attention", "knob_width_mult"} <= set(after.columns)
+    # the Optuna study holds every proposal, none left RUNNING
+    import optuna
+
+    study = optuna.load_study(study_name="killme", storage=f"sqlite:///{run / 'optuna.db'}")
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
+    # a searched trial rebuilds from the run folder alone, and a Pareto config is a plain ArchConfig YAML
+    t = trained.iloc[0]["trial"]
+    assert trial_arch(run, t).arch_id == trained.iloc[0]["arch_id"]
+    paths = export_trial(run, t, out=work / "exp", onnx=False)
+    assert paths["yaml"].is_file()
+    assert main(["flops", str(run / pareto.iloc[0]["config_path"]), "--format", "json"]) == 0
+
+
+@pytest.mark.slow
+def test_nan_trials_are_recorded_and_the_search_goes_on(work):
+    r = subprocess.run([*NAS, "search", "--budget", "3M", "--space", TINY, "--proxy", str(work / "nan_proxy.yaml"),
+                        "--results", str(work / "results"), "--trials", "1", "--name", "nan", "--seed", "3"],
+                       env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    df = _trials(work / "results" / "nan")
+    searched = df[(df["kind"] == "searched") & (df["status"] != "over_budget")]
+    assert len(searched) == 1
+    assert set(searched["status"]) <= {"nan", "failed"} and searched["val_top1"].isna().all()
+    assert all(e for e in searched["error"])
+    assert not (work / "results" / "nan" / "pareto.csv").read_text().strip().count("\n")  # empty front
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str]:
+    code = main(args)
+    err = capsys.readouterr().err
+    return code, err
+
+
+def test_bad_budget(capsys):
+    code, err = _cli(["search", "--budget", "300X"], capsys)
+    assert code != 0 and "cannot read the budget '300X'" in err and "fix:" in err and "Traceback" not in err
+
+
+def test_budget_nothing_fits(capsys):
+    code, err = _cli(["search", "--budget", "1M", "--dry-run"], capsys)
+    assert code != 0 and "smallest it can reach" in err and "fix: raise --budget" in err
+
+
+def test_unknown_knob_and_malformed_space(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((SPACES_DIR / "tiny.yaml").read_text().replace("      patch: 2", "      pach: 2"))
+    code, err = _cli(["search", "--space", str(bad), "--budget", "3M"], capsys)
+    assert code != 0 and "unknown key 'pach'" in err and "did you mean 'patch'" in err
+    bad.write_text("macros: {mobilevit: [\n")
+    code, err = _cli(["search", "--space", str(bad), "--budget", "3M"], capsys)
+    assert code != 0 and "malformed YAML" in err
+
+
+def test_missing_dataset(tmp_path, capsys):
+    code, err = _cli(["search", "--space", TINY, "--budget", "3M", "--data", str(tmp_path / "nowhere"),
+                      "--results", str(tmp_path)], capsys)
+    assert code != 0 and "dataset" in err and "fix:" in err
+    assert not any(tmp_path.iterdir())  # nothing started, nothing written
+
+
+def test_existing_run_is_never_overwritten(work, capsys):
+    (work / "results" / "exists").mkdir(parents=True, exist_ok=True)
+    (work / "results" / "exists" / "run.yaml").write_text("name: exists\n")
+    code, err = _cli(["search", "--space", TINY, "--budget", "3M", "--name", "exists", "--results",
+                      str(work / "results")], capsys)
+    assert code != 0 and "already exists" in err and "--resume" in err
+    assert (work / "results" / "exists" / "run.yaml").read_text() == "name: exists\n"
+
+
+def test_dry_run_plans_without_training(work, capsys):
+    code = main(["search", "--space", TINY, "--budget", "3M", "--proxy", str(work / "proxy.yaml"), "--dry-run",
+                 "--results", str(work / "dry")])
+    out = capsys.readouterr().out
+    assert code == 0 and "of the space fits" in out and "estimate:" in out and "plan: 12 searched" in out
+    assert not (work / "dry").exists()
+
+
+def test_same_seed_same_proposals(tmp_path):
+    """Two studies with the same seed propose the same architectures through the real searcher."""
+    from nas.search import _count
+    from nas.space import load_space
+    from nas.tuning import BudgetedOptunaSearch, SearchHooks
+
+    space = load_space(TINY)
+
+    def proposals(db: Path) -> list[str]:
+        hooks = SearchHooks(on_refused=lambda p: None, on_finished=lambda *a: None, known_result=lambda a: None,
+                            count_madds=_count)
+        s = BudgetedOptunaSearch(space=space, budget=3_000_000, min_budget=0.5, objective="top1",
+                                 storage_url=f"sqlite:///{db}", study_name="s", seed=7, trials=6, baselines=[],
+                                 hooks=hooks)
+        out = []
+        for i in range(6):
+            cfg = s.suggest(f"x{i}")
+            out.append(cfg["arch_id"])
+            assert 1.5 <= cfg["madds_m"] <= 3.0
+            s.on_trial_complete(f"x{i}", {"val_top1": float(i), "final": True, "status": "completed"})
+        return out
+
+    assert proposals(tmp_path / "a.db") == proposals(tmp_path / "b.db")
+
+
+def test_onnx_export_of_a_searched_arch(tmp_path):
+    import onnx
+
+    from nas.search import export_onnx
+    from nas.space import RandomTrial, load_space, sample_arch
+
+    arch = sample_arch(RandomTrial(0), load_space(TINY))
+    path = export_onnx(arch, tmp_path / "a.onnx", opset=17)
+    model = onnx.load(str(path))
+    assert model.opset_import[0].version >= 17
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 32, 32]
