@@ -1,0 +1,93 @@
+"""Proxy-train one network (a published variant or an architecture YAML) and write its metrics JSON.
+
+Training follows the proxy protocol (default: the shipped nas/proxy_default.yaml; --proxy for another,
+--epochs / --seed override one field): a seeded subset of the training set, validation carved from the
+training set, the network built at the proxy resolution (stem at stride 1 below 64 px). --final also
+scores the test split, which search never reads.
+
+Datasets (--data): fashion-mnist (default; `apt-get install dataset-fashion-mnist`), cifar10, cifar100
+(looked up under $NAS_DATA_DIR or ~/.cache/nas/data), or a directory (IDX files, CIFAR batches, or an
+ImageFolder train/<class>/*.png with val/ or test/).
+
+examples:
+  nas train mobilevit_xxs
+  nas train mobile_former_96m --epochs 10 --final --out mf96.json
+  nas train my_arch.yaml --data ~/data/cifar-10-batches-py --proxy my_proxy.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("arch", metavar="VARIANT|CONFIG.yaml", help="a variant name (see `nas variants`) or an ArchConfig YAML")
+    p.add_argument("--epochs", type=int, help="override the proxy's epochs")
+    p.add_argument("--data", metavar="NAME|PATH", default=None,
+                   help="fashion-mnist (default), cifar10, cifar100 or a dataset directory")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--out", metavar="FILE", help="metrics JSON path (default: results/train/<name>-<proxy>-s<seed>.json)")
+    p.add_argument("--proxy", metavar="PATH", help="proxy protocol YAML (default: the shipped default protocol)")
+    p.add_argument("--final", action="store_true", help="also report top-1 on the test split")
+    p.add_argument("--seed", type=int, help="override the proxy's seed")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.data import load_dataset
+    from nas.errors import ConfigError
+    from nas.proxy import load_proxy, train_arch
+    from nas.variants import resolve_arch
+
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs {args.epochs} is invalid", "pass an integer >= 1")
+    arch = resolve_arch(args.arch)
+    proxy = load_proxy(args.proxy, epochs=args.epochs, seed=args.seed)
+    data = load_dataset(args.data)
+    out = Path(args.out) if args.out else Path("results") / "train" / f"{arch.name}-{proxy.hash}-s{proxy.seed}.json"
+    if out.exists() and out.is_dir():
+        raise ConfigError(f"--out {out} is a directory", "pass a file path such as metrics.json")
+
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=proxy.epochs, desc=arch.name, unit="epoch", dynamic_ncols=True)
+
+    def report(m: dict) -> None:
+        if bar is not None:
+            bar.set_postfix(loss=f"{m['train_loss']:.3f}", val=f"{m['val_top1']:.1f}%",
+                            ips=f"{m['images_per_s']:.0f}/s")
+            bar.update(1)
+
+    try:
+        result = train_arch(arch, data, proxy, device=args.device, report=report, final=args.final,
+                            threads=args.threads)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    from nas.madds import count_madds
+
+    record = {"arch": arch.name, "arch_id": arch.arch_id, "madds_m": count_madds(arch) / 1e6,
+              "target_resolution": arch.resolution, "dataset": data.name, "data_source": data.source,
+              "proxy": proxy.to_dict(), "proxy_hash": proxy.hash, "final": bool(args.final),
+              **result.to_dict()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1))
+    line = f"{arch.name}: {result.status}, val top-1 {_pct(result.val_top1)}"
+    if args.final:
+        line += f", test top-1 {_pct(result.test_top1)}"
+    line += f", {result.train_images_per_s or 0:.0f} train img/s, {result.wall_s:.1f} s"
+    print(line)
+    if result.error:
+        print(f"  {result.error}")
+    print(f"metrics written to {out}")
+    return 0 if result.status in ("completed", "stopped") else 1
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}%"

@@ -1,0 +1,340 @@
+"""Datasets held in memory as uint8 tensors: the embedded default Fashion-MNIST, CIFAR-10/100 and
+ImageFolder-style directories.
+
+`load_dataset(spec)` takes a name or a path:
+
+* ``fashion-mnist`` (the default): the four IDX files ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]``,
+  found in ``$NAS_DATA_DIR`` (or its ``fashion-mnist/``), ``~/.cache/nas/data/fashion-mnist`` or
+  ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``);
+* ``cifar10`` / ``cifar100``: the python-pickle layouts ``cifar-10-batches-py/`` and ``cifar-100-python/``
+  under ``$NAS_DATA_DIR`` or ``~/.cache/nas/data``;
+* a path: a directory holding any of the above, or an ImageFolder ``root/train/<class>/*.png|jpg`` with
+  ``root/val/`` or ``root/test/`` as the held-out split.
+
+Nothing is ever downloaded: a missing dataset raises DataError saying where to get it.
+
+Splits: `train_val_indices` carves the validation split out of the *training* set (seeded, class-balanced);
+the test split is only read for a final number, never for a search decision.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nas.errors import DataError
+
+DEFAULT_DATASET = "fashion-mnist"
+NAMES = ("fashion-mnist", "cifar10", "cifar100")
+SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
+                         "bag", "ankle boot")
+_IDX_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+              "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+_CIFAR_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+@dataclass(frozen=True, eq=False)
+class ImageData:
+    """A whole dataset in memory: images uint8 [N, C, H, W], labels int64 [N]; test split may be absent."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor | None
+    test_y: torch.Tensor | None
+    num_classes: int
+    classes: tuple[str, ...]
+    source: str
+
+    @property
+    def in_chans(self) -> int:
+        return int(self.train_x.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.train_x.shape[2]), int(self.train_x.shape[3])
+
+    def __repr__(self) -> str:
+        n_test = 0 if self.test_x is None else len(self.test_x)
+        return (f"ImageData({self.name!r}, train={len(self.train_x)}, test={n_test}, classes={self.num_classes}, "
+                f"shape={tuple(self.train_x.shape[1:])}, source={self.source!r})")
+
+
+def data_roots() -> list[Path]:
+    """Where dataset names are looked up, first hit wins: $NAS_DATA_DIR, then ~/.cache/nas/data."""
+    roots = []
+    if os.environ.get("NAS_DATA_DIR"):
+        roots.append(Path(os.environ["NAS_DATA_DIR"]).expanduser())
+    roots.append(Path.home() / ".cache" / "nas" / "data")
+    return roots
+
+
+def load_dataset(spec: str | os.PathLike | None = None) -> ImageData:
+    """Load a dataset by name (fashion-mnist, cifar10, cifar100) or directory path; DataError if absent."""
+    spec = DEFAULT_DATASET if spec is None or str(spec) == "" else spec
+    s = str(spec)
+    key = s.lower().replace("_", "-")
+    if key in ("fashion-mnist", "fashionmnist", "fmnist"):
+        return _load_fashion_mnist()
+    if key in ("cifar10", "cifar-10", "cifar100", "cifar-100"):
+        name = "cifar10" if "100" not in key else "cifar100"
+        for root in data_roots():
+            for d in (root / _CIFAR_DIRS[name], root):
+                if _cifar_kind(d) == name:
+                    return _load_cifar(d, name)
+        where = " or ".join(str(r) for r in data_roots())
+        url = ("https://www.cs.toronto.edu/~kriz/" + ("cifar-10-python.tar.gz" if name == "cifar10"
+                                                       else "cifar-100-python.tar.gz"))
+        raise DataError(f"dataset {name!r} not found (looked for {_CIFAR_DIRS[name]}/ under {where})",
+                        f"download {url} and extract it into {data_roots()[0]} (or set NAS_DATA_DIR), "
+                        f"or pass --data PATH/{_CIFAR_DIRS[name]}")
+    p = Path(s).expanduser()
+    if not p.exists():
+        raise DataError(f"unknown dataset {s!r}: not a dataset name and no such directory",
+                        f"use one of {', '.join(NAMES)} or the path of a dataset directory")
+    if not p.is_dir():
+        raise DataError(f"--data {s!r} is a file, not a dataset directory",
+                        "pass the directory holding the IDX files, the CIFAR batches or train/<class>/ images")
+    return load_directory(p)
+
+
+def load_directory(path: Path) -> ImageData:
+    """Detect the layout of a dataset directory and load it."""
+    if _find_idx(path) is not None:
+        return _read_idx_dir(path, name=path.name or "idx")
+    for sub in (path, path / _CIFAR_DIRS["cifar10"], path / _CIFAR_DIRS["cifar100"]):
+        kind = _cifar_kind(sub)
+        if kind is not None:
+            return _load_cifar(sub, kind)
+    if (path / "train").is_dir():
+        return _load_image_folder(path)
+    raise DataError(f"{path} holds no dataset this tool can read",
+                    "expected the 4 Fashion-MNIST IDX files, cifar-10-batches-py/ or cifar-100-python/ files, "
+                    "or an ImageFolder train/<class>/*.png with val/ or test/")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fashion-MNIST (IDX)
+
+
+def _load_fashion_mnist() -> ImageData:
+    candidates: list[Path] = []
+    for root in data_roots():
+        candidates += [root, root / "fashion-mnist"]
+    candidates.append(SYSTEM_FASHION_MNIST)
+    for d in candidates:
+        if _find_idx(d) is not None:
+            return _read_idx_dir(d, name="fashion-mnist", classes=FASHION_MNIST_CLASSES)
+    raise DataError("dataset 'fashion-mnist' not found (looked in " + ", ".join(map(str, candidates)) + ")",
+                    "run `apt-get install dataset-fashion-mnist`, or put the 4 files "
+                    "{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz in a directory and set NAS_DATA_DIR to it")
+
+
+def _find_idx(d: Path) -> dict[str, Path] | None:
+    """The four IDX files of `d` (gzipped or not), or None when one is missing."""
+    if not d.is_dir():
+        return None
+    found = {}
+    for key, stem in _IDX_FILES.items():
+        for cand in (d / f"{stem}.gz", d / stem):
+            if cand.is_file():
+                found[key] = cand
+                break
+        else:
+            return None
+    return found
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (optionally gzipped): magic 0x0000 0x08 (uint8) ndim, then big-endian int32 dims."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read {path}: {e}", "re-download or re-install the dataset") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not a uint8 IDX file (bad magic number)", "check the file is a genuine IDX file")
+    ndim = raw[3]
+    dims = tuple(int(x) for x in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
+    n = int(np.prod(dims))
+    if len(raw) - 4 - 4 * ndim != n:
+        raise DataError(f"{path} is truncated: header says {dims}, {len(raw) - 4 - 4 * ndim} bytes of data",
+                        "re-download or re-install the dataset")
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _read_idx_dir(d: Path, *, name: str, classes: Sequence[str] | None = None) -> ImageData:
+    files = _find_idx(d)
+    assert files is not None
+    arr = {k: read_idx(p) for k, p in files.items()}
+    for k in ("train_x", "test_x"):
+        if arr[k].ndim != 3:
+            raise DataError(f"{files[k]} holds shape {arr[k].shape}, expected [N, H, W] images")
+    for x, y in (("train_x", "train_y"), ("test_x", "test_y")):
+        if len(arr[x]) != len(arr[y]):
+            raise DataError(f"{files[x].name} has {len(arr[x])} images but {files[y].name} {len(arr[y])} labels")
+    num_classes = int(max(arr["train_y"].max(), arr["test_y"].max())) + 1
+    if classes is None or len(classes) != num_classes:
+        classes = tuple(str(i) for i in range(num_classes))
+    return ImageData(name=name,
+                     train_x=torch.from_numpy(arr["train_x"].copy()).unsqueeze(1),
+                     train_y=torch.from_numpy(arr["train_y"].astype(np.int64)),
+                     test_x=torch.from_numpy(arr["test_x"].copy()).unsqueeze(1),
+                     test_y=torch.from_numpy(arr["test_y"].astype(np.int64)),
+                     num_classes=num_classes, classes=tuple(classes), source=str(d))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CIFAR (python pickle batches)
+
+
+def _cifar_kind(d: Path) -> str | None:
+    if (d / "data_batch_1").is_file() and (d / "test_batch").is_file():
+        return "cifar10"
+    if (d / "train").is_file() and (d / "test").is_file() and (d / "meta").is_file():
+        return "cifar100"
+    return None
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f, encoding="latin1")
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
+        raise DataError(f"cannot read CIFAR file {path}: {e}", "re-extract the CIFAR archive") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path} is not a CIFAR batch (expected a pickled dict)")
+    return obj
+
+
+def _cifar_arrays(batch: dict, path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        data = np.asarray(batch["data"], dtype=np.uint8)
+        labels = np.asarray(batch[label_key], dtype=np.int64)
+    except KeyError as e:
+        raise DataError(f"CIFAR file {path} lacks key {e}", "re-extract the CIFAR archive") from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise DataError(f"CIFAR file {path} holds data of shape {data.shape}, expected [N, 3072]")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _load_cifar(d: Path, name: str) -> ImageData:
+    if name == "cifar10":
+        parts = [_cifar_arrays(_unpickle(p), p, "labels")
+                 for p in sorted(d.glob("data_batch_*"), key=lambda p: p.name)]
+        test = _cifar_arrays(_unpickle(d / "test_batch"), d / "test_batch", "labels")
+        meta = _unpickle(d / "batches.meta") if (d / "batches.meta").is_file() else {}
+        classes = tuple(meta.get("label_names", ())) or tuple(str(i) for i in range(10))
+        num_classes = 10
+    else:
+        parts = [_cifar_arrays(_unpickle(d / "train"), d / "train", "fine_labels")]
+        test = _cifar_arrays(_unpickle(d / "test"), d / "test", "fine_labels")
+        classes = tuple(_unpickle(d / "meta").get("fine_label_names", ())) or tuple(str(i) for i in range(100))
+        num_classes = 100
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    num_classes = max(num_classes, int(y.max()) + 1)
+    if len(classes) != num_classes:
+        classes = tuple(str(i) for i in range(num_classes))
+    return ImageData(name=name, train_x=torch.from_numpy(x), train_y=torch.from_numpy(y),
+                     test_x=torch.from_numpy(test[0]), test_y=torch.from_numpy(test[1]),
+                     num_classes=num_classes, classes=classes, source=str(d))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ImageFolder
+
+
+def _list_images(split_dir: Path, classes: Sequence[str]) -> list[tuple[Path, int]]:
+    items = []
+    for i, c in enumerate(classes):
+        cdir = split_dir / c
+        if cdir.is_dir():
+            items += [(p, i) for p in sorted(cdir.iterdir()) if p.suffix.lower() in _IMAGE_SUFFIXES]
+    return items
+
+
+def _load_image_folder(root: Path) -> ImageData:
+    """root/train/<class>/*.png|jpg (+ root/val or root/test). Images of differing sizes are centre-cropped
+    square and resized to the smallest side found; grey-only folders stay 1-channel, otherwise RGB."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a dependency
+        raise DataError("reading an image folder needs Pillow", "pip install pillow") from None
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"{root / 'train'} has no class sub-directories", "lay it out as train/<class>/*.png")
+    train_items = _list_images(root / "train", classes)
+    if not train_items:
+        raise DataError(f"{root / 'train'} holds no images ({', '.join(_IMAGE_SUFFIXES)})")
+    held_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
+    test_items = _list_images(held_dir, classes) if held_dir is not None else []
+
+    images = []
+    for path, _ in train_items + test_items:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                images.append(im.copy())
+        except OSError as e:
+            raise DataError(f"cannot read image {path}: {e}", "remove or replace that file") from None
+    grey = all(im.mode in ("L", "1", "I;16", "I") for im in images)
+    mode = "L" if grey else "RGB"
+    sizes = {im.size for im in images}
+    side = None if len(sizes) == 1 else min(min(s) for s in sizes)
+    arrays = []
+    for im in images:
+        im = im.convert(mode)
+        if side is not None:
+            w, h = im.size
+            s = min(w, h)
+            im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+            im = im.resize((side, side), Image.BILINEAR)
+        a = np.asarray(im, dtype=np.uint8)
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    x = torch.from_numpy(np.stack(arrays))
+    y = torch.tensor([c for _, c in train_items + test_items], dtype=torch.int64)
+    n = len(train_items)
+    return ImageData(name=root.name or "imagefolder", train_x=x[:n], train_y=y[:n],
+                     test_x=x[n:] if test_items else None, test_y=y[n:] if test_items else None,
+                     num_classes=len(classes), classes=tuple(classes), source=str(root))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Splits
+
+
+def train_val_indices(labels: torch.Tensor, *, val_images: int, train_images: int | None = None,
+                      seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Disjoint (train, val) index tensors carved from the training set, deterministic in `seed` and
+    class-balanced (a seeded shuffle, then classes interleaved), so a small val split has every class."""
+    n = len(labels)
+    if val_images < 1 or val_images >= n:
+        raise DataError(f"val_images={val_images} must be between 1 and {n - 1} (the training set has {n})",
+                        "lower val_images in the proxy config")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=g)
+    y = labels[perm]
+    order = torch.argsort(y, stable=True)
+    sorted_y = y[order]
+    starts = torch.searchsorted(sorted_y, sorted_y, right=False)
+    rank = torch.empty(n, dtype=torch.long)
+    rank[order] = torch.arange(n) - starts
+    idx = perm[torch.argsort(rank, stable=True)]
+    val = idx[:val_images]
+    rest = idx[val_images:]
+    if train_images is not None:
+        if train_images < 1:
+            raise DataError(f"train_images={train_images} must be >= 1", "raise train_images in the proxy config")
+        rest = rest[:train_images]
+    return rest, val

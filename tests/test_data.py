@@ -1,0 +1,175 @@
+"""Dataset loaders on small files written here in each real format (IDX gz, CIFAR pickle, ImageFolder)."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nas import data as nas_data
+from nas.data import load_dataset, read_idx, train_val_indices
+from nas.errors import DataError
+
+
+def write_idx(path: Path, arr: np.ndarray, *, gz: bool = True) -> None:
+    header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}i", *arr.shape)
+    blob = header + arr.astype(np.uint8).tobytes()
+    if gz:
+        with gzip.open(path, "wb") as f:
+            f.write(blob)
+    else:
+        path.write_bytes(blob)
+
+
+def make_idx_dir(d: Path, *, n_train: int = 40, n_test: int = 20, size: int = 28, gz: bool = True) -> Path:
+    rng = np.random.default_rng(0)
+    d.mkdir(parents=True, exist_ok=True)
+    sfx = ".gz" if gz else ""
+    write_idx(d / f"train-images-idx3-ubyte{sfx}", rng.integers(0, 256, (n_train, size, size)), gz=gz)
+    write_idx(d / f"train-labels-idx1-ubyte{sfx}", np.arange(n_train) % 10, gz=gz)
+    write_idx(d / f"t10k-images-idx3-ubyte{sfx}", rng.integers(0, 256, (n_test, size, size)), gz=gz)
+    write_idx(d / f"t10k-labels-idx1-ubyte{sfx}", np.arange(n_test) % 10, gz=gz)
+    return d
+
+
+def test_idx_directory_by_path(tmp_path):
+    d = make_idx_dir(tmp_path / "fm")
+    ds = load_dataset(d)
+    assert ds.train_x.shape == (40, 1, 28, 28) and ds.train_x.dtype == torch.uint8
+    assert ds.train_y.dtype == torch.int64 and ds.train_y.tolist()[:11] == list(range(10)) + [0]
+    assert ds.test_x.shape == (20, 1, 28, 28)
+    assert ds.num_classes == 10 and ds.in_chans == 1
+    raw = read_idx(d / "train-images-idx3-ubyte.gz")
+    assert torch.equal(ds.train_x[:, 0], torch.from_numpy(raw.copy()))
+
+
+def test_uncompressed_idx_files(tmp_path):
+    ds = load_dataset(make_idx_dir(tmp_path / "raw", gz=False))
+    assert ds.train_x.shape == (40, 1, 28, 28)
+
+
+def test_fashion_mnist_name_honours_nas_data_dir(tmp_path, monkeypatch):
+    make_idx_dir(tmp_path / "fashion-mnist", n_train=30)
+    monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path))
+    ds = load_dataset("fashion-mnist")
+    assert ds.name == "fashion-mnist" and len(ds.train_x) == 30
+    assert ds.classes[0] == "t-shirt/top"
+
+
+def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(nas_data, "SYSTEM_FASHION_MNIST", tmp_path / "absent")
+    with pytest.raises(DataError) as e:
+        load_dataset()
+    assert "apt-get install dataset-fashion-mnist" in str(e.value)
+
+
+def test_truncated_idx_is_a_data_error(tmp_path):
+    d = make_idx_dir(tmp_path / "bad")
+    p = d / "train-images-idx3-ubyte.gz"
+    blob = gzip.decompress(p.read_bytes())
+    p.write_bytes(gzip.compress(blob[:-100]))
+    with pytest.raises(DataError, match="truncated"):
+        load_dataset(d)
+
+
+def _cifar_batch(n: int, label_key: str, num_classes: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), label_key: [i % num_classes for i in range(n)]}
+
+
+def test_cifar10_layout(tmp_path, monkeypatch):
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    batches = []
+    for i in range(1, 3):
+        b = _cifar_batch(6, "labels", 10, i)
+        batches.append(b)
+        (d / f"data_batch_{i}").write_bytes(pickle.dumps(b))
+    (d / "test_batch").write_bytes(pickle.dumps(_cifar_batch(4, "labels", 10, 9)))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (d / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
+    monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path))
+    for spec in ("cifar10", d, tmp_path):
+        ds = load_dataset(spec)
+        assert ds.name == "cifar10" and ds.train_x.shape == (12, 3, 32, 32) and ds.test_x.shape == (4, 3, 32, 32)
+        assert ds.classes == tuple(names) and ds.num_classes == 10
+    # row-major 3072 bytes = R plane, G plane, B plane of 32x32
+    first = batches[0]["data"][0]
+    assert torch.equal(ds.train_x[0, 1, 0], torch.from_numpy(first[1024:1056]))
+
+
+def test_cifar100_layout(tmp_path):
+    d = tmp_path / "cifar-100-python"
+    d.mkdir()
+    (d / "train").write_bytes(pickle.dumps(_cifar_batch(10, "fine_labels", 100, 1)))
+    (d / "test").write_bytes(pickle.dumps(_cifar_batch(5, "fine_labels", 100, 2)))
+    (d / "meta").write_bytes(pickle.dumps({"fine_label_names": [f"c{i}" for i in range(100)]}))
+    ds = load_dataset(tmp_path)
+    assert ds.name == "cifar100" and ds.num_classes == 100 and ds.train_x.shape == (10, 3, 32, 32)
+
+
+def test_missing_cifar_names_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(DataError) as e:
+        load_dataset("cifar100")
+    assert "cifar-100-python" in str(e.value) and str(tmp_path) in str(e.value)
+
+
+def test_image_folder_png(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("val", 2)):
+        for c in ("cat", "dog"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(tmp_path / split / c / f"{i}.png")
+    ds = load_dataset(tmp_path)
+    assert ds.classes == ("cat", "dog") and ds.in_chans == 3
+    assert ds.train_x.shape == (6, 3, 12, 12) and ds.test_x.shape == (4, 3, 12, 12)
+    assert ds.train_y.tolist() == [0, 0, 0, 1, 1, 1]
+    saved = np.array(Image.open(tmp_path / "train" / "dog" / "0.png"))
+    assert torch.equal(ds.train_x[3], torch.from_numpy(saved).permute(2, 0, 1))
+
+
+def test_image_folder_mixed_sizes_grey(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    Image.new("L", (10, 14), 7).save(tmp_path / "train" / "a" / "x.png")
+    Image.new("L", (16, 16), 9).save(tmp_path / "train" / "a" / "y.jpg")
+    ds = load_dataset(tmp_path)
+    assert ds.train_x.shape == (2, 1, 10, 10) and ds.test_x is None
+
+
+def test_unknown_name_and_bad_directory(tmp_path):
+    with pytest.raises(DataError, match="unknown dataset"):
+        load_dataset("imagenet-22k")
+    with pytest.raises(DataError, match="holds no dataset"):
+        load_dataset(tmp_path)
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    with pytest.raises(DataError, match="is a file"):
+        load_dataset(f)
+
+
+def test_train_val_split_is_seeded_disjoint_and_balanced():
+    labels = torch.arange(1000) % 10
+    tr, va = train_val_indices(labels, val_images=100, train_images=300, seed=3)
+    tr2, va2 = train_val_indices(labels, val_images=100, train_images=300, seed=3)
+    assert torch.equal(tr, tr2) and torch.equal(va, va2)
+    assert len(tr) == 300 and len(va) == 100 and not set(tr.tolist()) & set(va.tolist())
+    assert labels[va].bincount().tolist() == [10] * 10
+    assert labels[tr].bincount().tolist() == [30] * 10
+    _, va3 = train_val_indices(labels, val_images=100, seed=4)
+    assert not torch.equal(va, va3)
+    with pytest.raises(DataError):
+        train_val_indices(labels, val_images=1000)
