@@ -46,7 +46,8 @@ def xxs_32(*, batch: int = 64, steps: int = 20, stem_stride1: bool) -> float:
     torch.manual_seed(0)
     model = build_model(get_variant("mobilevit_xxs"), num_classes=10, input_size=32 if stem_stride1 else None)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(batch, 3, 32, 32)
+    model = model.to(memory_format=torch.channels_last)  # as the trainer runs it
+    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     model.train()
 
