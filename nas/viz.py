@@ -404,7 +404,7 @@ def compute_importance(run: R.Run, *, n_trees: int = 32, seed: int = 0, max_stal
         study.add_trials(trials)
         ev = optuna.importance.FanovaImportanceEvaluator(n_trees=n_trees, seed=seed)
         values = optuna.importance.get_param_importances(study, evaluator=ev, normalize=True)
-    except (ValueError, RuntimeError) as e:
+    except (ValueError, RuntimeError, ImportError) as e:  # ImportError: fANOVA needs scikit-learn
         imp = Importance(note=f"knob importance unavailable: {e}", source=source, n_trials=len(ok))
     else:
         imp = Importance(values={k: float(v) for k, v in values.items()}, source=source + why, n_trials=len(ok))
