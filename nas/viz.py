@@ -1033,8 +1033,14 @@ def find_chrome() -> str:
 def write_pngs(figs: dict[str, go.Figure], out_dir: str | Path, *, width: int = 1200, height: int | None = None,
                scale: float = 1.0) -> list[Path]:
     """Write each figure as ``<out_dir>/<name>.png`` with kaleido (one browser for all of them)."""
+    import importlib.util
+
     import plotly.io as pio
 
+    if importlib.util.find_spec("kaleido") is None:
+        raise NasError("PNG export needs the kaleido package, which is not installed",
+                       "pip install 'kaleido>=1' (or install this project with its [png] extra); "
+                       "the HTML dashboard needs neither")
     chrome = find_chrome()
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)

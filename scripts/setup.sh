@@ -25,6 +25,6 @@ PY=${PYTHON:-python3}
 if [ $want_test = 1 ]; then
   .venv/bin/pip install -q -e ".[test,export]"
 else
-  .venv/bin/pip install -q -e ".[export]"
+  .venv/bin/pip install -q -e ".[export,png]"
 fi
 echo "setup: ready (.venv/bin/nas)"
