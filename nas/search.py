@@ -692,6 +692,10 @@ def run_search(plan: Plan, *, echo: Echo = print, dashboard: Path | None = None)
     finally:
         if not o.address:
             tuning.shutdown_ray()
+    # Ray Tune catches Ctrl-C itself and returns early, so an interrupted run is also one that stopped short
+    # of its targets (failed and NaN trials count as finished: Tune ends only when every sample has).
+    if len(rec.trained("searched")) < o.trials or len(rec.trained("baseline")) < len(plan.baselines):
+        interrupted = True
     rec.flush(quiet=True)
     rec._dashboard()
     df = rec.frame()
