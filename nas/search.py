@@ -691,7 +691,7 @@ def run_search(plan: Plan, *, echo: Echo = print, dashboard: Path | None = None)
         interrupted = True
     finally:
         if not o.address:
-            tuning.shutdown_ray()
+            tuning.shutdown_ray(keep_logs_in=d / "ray" / "logs")
     # Ray Tune catches Ctrl-C itself and returns early, so an interrupted run is also one that stopped short
     # of its targets (failed and NaN trials count as finished: Tune ends only when every sample has).
     if len(rec.trained("searched")) < o.trials or len(rec.trained("baseline")) < len(plan.baselines):

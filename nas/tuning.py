@@ -87,9 +87,22 @@ def _session_dir() -> str:
     return str(global_worker.node.get_session_dir_path()) if global_worker.node else ""
 
 
-def shutdown_ray() -> None:
-    if ray.is_initialized():
-        ray.shutdown()
+def shutdown_ray(*, keep_logs_in: Path | None = None) -> None:
+    """Stop the local Ray session; with `keep_logs_in`, first copy its logs there (they live under Ray's
+    temp dir, whose socket paths are too long to put inside a run folder)."""
+    if not ray.is_initialized():
+        return
+    session = _session_dir() if keep_logs_in is not None else None
+    ray.shutdown()
+    if session:
+        import shutil
+
+        src = Path(session) / "logs"
+        try:
+            shutil.copytree(src, keep_logs_in, dirs_exist_ok=True,
+                            ignore=lambda _d, names: [n for n in names if n.endswith((".sock", ".lock"))])
+        except (OSError, shutil.Error) as e:  # logs are a convenience: never fail a finished run over them
+            logging.getLogger(__name__).warning("could not copy Ray's logs from %s: %s", src, e)
 
 
 def cluster_resources() -> dict[str, float]:

@@ -90,6 +90,7 @@ def test_kill_then_resume_loses_and_retrains_nothing(work):
     for f in ("run.yaml", "space.yaml", "proxy.yaml", "environment.json", "trials.csv", "pareto.csv", "optuna.db"):
         assert (run / f).is_file(), f
     assert (run / "ray").is_dir()
+    assert (run / "ray" / "logs").is_dir() and any((run / "ray" / "logs").iterdir()), "Ray's logs belong in the run folder"
     assert len(pd.read_csv(run / "trials.csv")) == len(after)
     pareto = pd.read_csv(run / "pareto.csv")
     assert len(pareto) >= 1 and "gain_vs_published" in pareto.columns
