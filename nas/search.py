@@ -768,7 +768,7 @@ def trial_arch(run_dir: str | Path, trial: str) -> ArchConfig:
 
 
 def export_trial(run_dir: str | Path, trial: str, *, out: str | Path | None = None, onnx: bool = True,
-                 opset: int = 17) -> dict[str, Path]:
+                 opset: int = 18) -> dict[str, Path]:
     """Write `<trial>.yaml` (ArchConfig) and `<trial>.onnx` (the network at its target resolution)."""
     arch = trial_arch(run_dir, trial)
     d = Path(out) if out else Path(run_dir) / "export"
@@ -780,9 +780,13 @@ def export_trial(run_dir: str | Path, trial: str, *, out: str | Path | None = No
     return paths
 
 
-def export_onnx(arch: ArchConfig, path: Path, *, opset: int = 17) -> Path:
+def export_onnx(arch: ArchConfig, path: Path, *, opset: int = 18) -> Path:
     """torch.onnx.export at the target resolution (the dynamo exporter, the legacy one if that fails);
-    the file is checked with onnx.checker."""
+    the file is checked with onnx.checker. Opset 18 is the dynamo exporter's own (a lower one makes it run
+    a version converter that fails loudly on our graphs); its progress lines and warnings are silenced."""
+    import logging
+    import warnings
+
     import torch
 
     from nas.builder import build_model
@@ -796,8 +800,11 @@ def export_onnx(arch: ArchConfig, path: Path, *, opset: int = 17) -> Path:
     errors = []
     for dynamo in (True, False):
         try:
-            with torch.no_grad():
-                torch.onnx.export(model, (x,), str(path), opset_version=opset, dynamo=dynamo,
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for name in ("torch.onnx", "onnxscript"):
+                    logging.getLogger(name).setLevel(logging.ERROR)
+                torch.onnx.export(model, (x,), str(path), opset_version=opset, dynamo=dynamo, verbose=False,
                                   input_names=["image"], output_names=["logits"])
             onnx.checker.check_model(str(path))
             return path

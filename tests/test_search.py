@@ -209,7 +209,7 @@ def test_onnx_export_of_a_searched_arch(tmp_path):
     from nas.space import RandomTrial, load_space, sample_arch
 
     arch = sample_arch(RandomTrial(0), load_space(TINY))
-    path = export_onnx(arch, tmp_path / "a.onnx", opset=17)
+    path = export_onnx(arch, tmp_path / "a.onnx")
     model = onnx.load(str(path))
     assert model.opset_import[0].version >= 17
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]

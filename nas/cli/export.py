@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("trial", metavar="TRIAL", help="trial id (e.g. t0007) or baseline name")
     p.add_argument("--out", metavar="DIR", help="output folder (default RUN/export/)")
     p.add_argument("--no-onnx", dest="onnx", action="store_false", help="write the YAML only")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18, the exporter's own)")
 
 
 def run(args: argparse.Namespace) -> int:
