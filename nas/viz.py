@@ -408,11 +408,40 @@ def compute_importance(run: R.Run, *, n_trees: int = 32, seed: int = 0, max_stal
         imp = Importance(note=f"knob importance unavailable: {e}", source=source, n_trials=len(ok))
     else:
         imp = Importance(values={k: float(v) for k, v in values.items()}, source=source + why, n_trials=len(ok))
-        if not values:
+        sub = _importance_within_largest_group(trials, ev) if len(values) <= 1 else None
+        if sub is not None:  # conditional knobs: rank the knobs of the largest family of trials instead
+            label, n, sub_values = sub
+            shared = ", ".join(f"{k} {v:.2f}" for k, v in values.items()) or "none"
+            imp = Importance(values=sub_values, source=source + why, n_trials=n,
+                             note=f"knobs are conditional, so they are ranked within the {n} {label}trials that share "
+                                  f"them (the largest such group); over all {len(ok)} trials only the shared knobs "
+                                  f"can be ranked: {shared}")
+        elif not values:
             imp.note = "no knob is shared by all completed trials (conditional knobs): nothing to rank"
     _IMPORTANCE_CACHE[key] = imp
     _LAST_IMPORTANCE[str(run.path)] = imp
     return imp
+
+
+def _importance_within_largest_group(trials: list, evaluator: Any) -> tuple[str, int, dict[str, float]] | None:
+    """fANOVA over the largest group of trials that share the same knob names (one macro-family of a space
+    with conditional knobs); None when that group is too small or flat to rank anything."""
+    import optuna
+
+    groups: dict[frozenset, list] = {}
+    for t in trials:
+        groups.setdefault(frozenset(t.params), []).append(t)
+    best = max(groups.values(), key=len)
+    if len(best) < 3 or len({t.value for t in best}) < 2 or len(best[0].params) < 2:
+        return None
+    varied = [k for k in best[0].params if len({repr(t.params[k]) for t in best}) > 1]
+    if not varied:
+        return None
+    study = optuna.create_study(direction="maximize")
+    study.add_trials(best)
+    values = optuna.importance.get_param_importances(study, evaluator=evaluator, params=varied, normalize=True)
+    macro = best[0].params.get("macro")
+    return (f"{macro} " if isinstance(macro, str) else ""), len(best), {k: float(v) for k, v in values.items()}
 
 
 @dataclass

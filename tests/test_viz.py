@@ -362,3 +362,27 @@ def test_png_without_browser_is_a_clear_error_and_html_still_written(demo, tmp_p
     err = capsys.readouterr().err
     assert rc == 2 and "BROWSER_PATH=" in err and "fix:" in err and out.is_file()
     assert re.search(r"apt-get install chromium", err)
+
+
+def test_importance_ranks_conditional_knobs_within_the_largest_family():
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from nas.viz import _importance_within_largest_group
+
+    def trial(macro: str, value: float, **knobs):
+        params = {"macro": macro, **knobs}
+        dists = {"macro": CategoricalDistribution(["a", "b"]),
+                 **{k: FloatDistribution(0.0, 10.0) for k in knobs}}
+        return optuna.trial.create_trial(params=params, distributions=dists, value=value)
+
+    # family a: accuracy follows a.width only; a.depth is noise-free and irrelevant. family b: 2 trials.
+    trials = [trial("a", 10.0 * w, **{"a.width": float(w), "a.depth": float((w * 7) % 5)}) for w in range(1, 9)]
+    trials += [trial("b", 50.0, **{"b.patch": 2.0}), trial("b", 60.0, **{"b.patch": 4.0})]
+    ev = optuna.importance.FanovaImportanceEvaluator(n_trees=16, seed=0)
+    label, n, values = _importance_within_largest_group(trials, ev)
+    assert (label, n) == ("a ", 8)
+    assert set(values) == {"a.width", "a.depth"}  # macro is constant inside the group: not ranked
+    assert values["a.width"] > values["a.depth"]
+    # too small a group: nothing to rank
+    assert _importance_within_largest_group(trials[-2:], ev) is None
