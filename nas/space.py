@@ -258,6 +258,17 @@ def _parse_knob(name: str, spec: Any, check: _Check, where: str) -> Knob:
     return Knob(name, choices=tuple(values))
 
 
+def _sub_mapping(raw: dict[str, Any], key: str, valid: Any, where: str) -> dict[str, Any]:
+    """`raw[key]` as a mapping whose keys are all in `valid` ({} when absent); else one ConfigError."""
+    sub = raw.get(key) or {}
+    if not isinstance(sub, dict):
+        raise ConfigError(f"{where}: {key} must be a mapping", f"valid keys: {', '.join(valid)}")
+    for k in sub:
+        if k not in valid:
+            raise _unknown(k, list(valid), f"{where} {key}")
+    return sub
+
+
 def parse_space(data: Any, *, source: str = "<dict>") -> SearchSpace:
     """Validate a space mapping; every unknown key or bad value raises ConfigError naming it and the valid ones."""
     if not isinstance(data, dict):
@@ -285,19 +296,9 @@ def parse_space(data: Any, *, source: str = "<dict>") -> SearchSpace:
         for k in mraw:
             if k not in _MACRO_KEYS:
                 raise _unknown(k, _MACRO_KEYS, where)
-        knobs_raw = mraw.get("knobs") or {}
-        if not isinstance(knobs_raw, dict):
-            raise ConfigError(f"{where}: knobs must be a mapping of knob -> choices", f"valid knobs: {', '.join(table)}")
-        for k in knobs_raw:
-            if k not in table:
-                raise _unknown(k, list(table), f"{where} knobs")
+        knobs_raw = _sub_mapping(mraw, "knobs", table, where)
         knobs = {k: _parse_knob(k, knobs_raw.get(k, chk[0]), chk, where) for k, chk in table.items()}
-        base_raw = mraw.get("base") or {}
-        if not isinstance(base_raw, dict):
-            raise ConfigError(f"{where}: base must be a mapping", f"valid keys: {', '.join(base)}")
-        for k in base_raw:
-            if k not in base:
-                raise _unknown(k, list(base), f"{where} base")
+        base_raw = _sub_mapping(mraw, "base", base, where)
         merged = {**base, **base_raw}
         for k in ("widths", "dims"):
             if k in merged and (not isinstance(merged[k], list) or len(merged[k]) != len(base[k])
