@@ -23,7 +23,14 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x)
+        if n == 1 and not torch.jit.is_tracing():
+            # one token: the softmax over one key is exactly 1, so each head outputs its v (and q, k get
+            # zero gradient either way). Low proxy resolutions leave MobileViT's last stages one patch;
+            # SDPA's kernel costs ~1 ms per call there at batch 64. Traced runs keep SDPA, so fvcore's
+            # count stays the nominal 2*N^2*d.
+            return self.proj(qkv[..., 2 * d:])
+        q, k, v = qkv.reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(q, k, v)
         return self.proj(y.transpose(1, 2).reshape(b, n, d))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nas.blocks import BuildContext, register_block
@@ -25,13 +26,42 @@ def make_act(name: str) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}")
 
 
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d with an exact shortcut for a 1x1 output map, which low proxy resolutions give the last
+    stages (MobileViT-XXS at 32 px ends on 1x1 maps). Its one output pixel sees a crop of the input through
+    a crop of the kernel (the rest is zero padding), so the conv is one matmul, or a product and a sum when
+    depthwise: same parameters, same values and gradients. oneDNN spends milliseconds on such a conv at
+    batch 64 (its weight gradient falls back to a generic GEMM); the matmul takes tens of microseconds.
+    Traced runs (fvcore's count, ONNX) keep the plain conv, so MAdds stay the nominal kxk count."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        h, w = x.shape[-2:]
+        if ((h + 2 * ph - kh) // sh, (w + 2 * pw - kw) // sw) != (0, 0) or self.dilation != (1, 1) \
+                or self.padding_mode != "zeros" or torch.jit.is_tracing():
+            return super().forward(x)
+        hv, wv = min(h, kh - ph), min(w, kw - pw)  # input rows/cols the output pixel sees
+        b, g = x.shape[0], self.groups
+        xc = x[:, :, :hv, :wv]
+        wc = self.weight[:, :, ph:ph + hv, pw:pw + wv]
+        if g == 1:
+            y = F.linear(xc.reshape(b, -1), wc.reshape(self.out_channels, -1), self.bias)
+        elif g == self.in_channels == self.out_channels:  # depthwise
+            y = (xc.reshape(b, g, -1) * wc.reshape(g, -1)).sum(-1)
+            y = y if self.bias is None else y + self.bias
+        else:
+            y = torch.einsum("bgk,gok->bgo", xc.reshape(b, g, -1), wc.reshape(g, self.out_channels // g, -1))
+            y = y.reshape(b, -1) if self.bias is None else y.reshape(b, -1) + self.bias
+        return y.reshape(b, self.out_channels, 1, 1)
+
+
 class ConvBNAct(nn.Sequential):
     """Conv (no bias) -> BatchNorm -> activation (``act='none'`` for a linear projection)."""
 
     def __init__(self, cin: int, cout: int, kernel: int = 1, *, stride: int = 1, groups: int = 1, act: str = "none",
                  norm: bool = True):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=not norm)
+        self.conv = Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=not norm)
         self.bn = nn.BatchNorm2d(cout) if norm else nn.Identity()
         self.act = make_act(act)
 

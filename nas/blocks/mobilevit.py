@@ -26,7 +26,7 @@ from torch import nn
 
 from nas.blocks import BuildContext, register_block
 from nas.blocks.attention import make_attention
-from nas.blocks.common import ConvBNAct, make_act
+from nas.blocks.common import Conv2d, ConvBNAct, make_act
 from nas.config import MobileViTCfg
 from nas.errors import ConfigError
 
@@ -109,7 +109,7 @@ class MobileViTBlock(nn.Module):
         self.fusion_kind = cfg.fusion
         self.local_rep = nn.Sequential(
             ConvBNAct(cin, cin, 3, groups=cin if cfg.local == "dw" else 1, act=cfg.act),
-            nn.Conv2d(cin, d, 1, bias=False),
+            Conv2d(cin, d, 1, bias=False),
         )
         self.global_rep = nn.Sequential(
             *[TransformerLayer(d, cfg.ffn_dim, attention=cfg.attention, heads=cfg.heads, act=cfg.act)

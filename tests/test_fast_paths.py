@@ -1,0 +1,96 @@
+"""The exact shortcuts the blocks take on tiny maps (1x1 conv outputs, one-token attention) give the same
+values and gradients as the plain ops, and traced runs (fvcore's count) keep the plain ops."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nas.blocks.attention import MultiHeadSelfAttention
+from nas.blocks.common import Conv2d
+from nas.builder import build_model
+from nas.madds import count_madds
+from nas.profile import fvcore_profile
+from nas.variants import get_variant
+
+
+def _grads(module: torch.nn.Module, x: torch.Tensor, fn) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    x = x.detach().requires_grad_()
+    module.zero_grad(set_to_none=True)
+    y = fn(x)
+    (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+    return y.detach(), [x.grad] + [p.grad for p in module.parameters()]
+
+
+CASES = [(h, w, k, s, g, bias) for h, w, k, s, g, bias in itertools.product(
+    [1, 2, 3], [1, 2], [1, 3, 5], [1, 2, 3], [1, 2, 8], [False, True])
+    if ((h + 2 * (k // 2) - k) // s, (w + 2 * (k // 2) - k) // s) == (0, 0)]
+
+
+@pytest.mark.parametrize("h,w,k,s,g,bias", CASES)
+def test_conv_with_1x1_output_equals_the_plain_conv(h, w, k, s, g, bias):
+    torch.manual_seed(0)
+    conv = Conv2d(8, 16, k, s, k // 2, groups=g, bias=bias)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(3, 8, h, w).contiguous(memory_format=fmt)
+        y, grads = _grads(conv, x, conv)
+        y_ref, grads_ref = _grads(conv, x, lambda t: torch.nn.Conv2d.forward(conv, t))
+        assert y.shape == y_ref.shape == (3, 16, 1, 1)
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+        for a, b in zip(grads, grads_ref):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_shortcut_is_not_taken_for_larger_outputs():
+    conv = Conv2d(4, 4, 3, 1, 1)
+    x = torch.randn(2, 4, 2, 2)
+    assert conv(x).shape == (2, 4, 2, 2)
+    torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, conv.bias, 1, 1))
+
+
+def test_one_token_attention_equals_sdpa():
+    torch.manual_seed(0)
+    attn = MultiHeadSelfAttention(24, 4)
+    x = torch.randn(5, 1, 24)
+
+    def via_sdpa(t: torch.Tensor) -> torch.Tensor:
+        b, n, d = t.shape
+        q, k, v = attn.qkv(t).reshape(b, n, 3, 4, d // 4).permute(2, 0, 3, 1, 4)
+        return attn.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+
+    y, grads = _grads(attn, x, attn)
+    y_ref, grads_ref = _grads(attn, x, via_sdpa)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_mobilevit_xxs_at_32px_takes_the_shortcuts_and_counts_nominal_madds():
+    """At 32 px (stem stride 2) layer5 runs on 1x1 maps and one-patch attention: the shortcuts run there,
+    while the traced fvcore count equals the analytic count of the nominal ops at that resolution."""
+    cfg = get_variant("mobilevit_xxs")
+    model = build_model(cfg, num_classes=10).eval()
+    calls = {"conv": 0, "sdpa": 0}
+    orig = F.scaled_dot_product_attention
+
+    def counting_sdpa(*a, **k):
+        calls["sdpa"] += 1
+        return orig(*a, **k)
+
+    convs = [m for m in model.modules() if isinstance(m, Conv2d)]
+    hooks = [m.register_forward_hook(lambda m, i, o: calls.__setitem__("conv", calls["conv"] + (o.shape[-1] == 1)))
+             for m in convs]
+    F.scaled_dot_product_attention = counting_sdpa
+    try:
+        with torch.no_grad():
+            model(torch.randn(2, 3, 32, 32))
+    finally:
+        F.scaled_dot_product_attention = orig
+        for h in hooks:
+            h.remove()
+    assert calls["conv"] > 0
+    assert calls["sdpa"] == 2  # layer3's two layers (4 patches); layers 4-5 are one patch each
+    assert fvcore_profile(model, 32).madds == count_madds(cfg, 32) - (1000 - 10) * 320
