@@ -781,7 +781,8 @@ def export_trial(run_dir: str | Path, trial: str, *, out: str | Path | None = No
 
 
 def export_onnx(arch: ArchConfig, path: Path, *, opset: int = 18) -> Path:
-    """torch.onnx.export at the target resolution (the dynamo exporter, the legacy one if that fails);
+    """torch.onnx.export at the target resolution with a dynamic batch axis (input "image" [batch, C, R, R],
+    output "logits" [batch, classes]; the dynamo exporter, the legacy one if that fails);
     the file is checked with onnx.checker. Opset 18 is the dynamo exporter's own (a lower one makes it run
     a version converter that fails loudly on our graphs); its progress lines and warnings are silenced."""
     import logging
@@ -796,7 +797,8 @@ def export_onnx(arch: ArchConfig, path: Path, *, opset: int = 18) -> Path:
     except ImportError:
         raise ConfigError("ONNX export needs the onnx package", "pip install 'hybrid-nas[export]'") from None
     model = build_model(arch).eval()
-    x = torch.randn(1, arch.in_chans, arch.resolution, arch.resolution)
+    # batch 2, not 1: the exporter specializes a size-1 dim to a constant, and the batch axis is dynamic
+    x = torch.randn(2, arch.in_chans, arch.resolution, arch.resolution)
     errors = []
     for dynamo in (True, False):
         try:
@@ -805,7 +807,8 @@ def export_onnx(arch: ArchConfig, path: Path, *, opset: int = 18) -> Path:
                 for name in ("torch.onnx", "onnxscript"):
                     logging.getLogger(name).setLevel(logging.ERROR)
                 torch.onnx.export(model, (x,), str(path), opset_version=opset, dynamo=dynamo, verbose=False,
-                                  input_names=["image"], output_names=["logits"])
+                                  input_names=["image"], output_names=["logits"],
+                                  dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
             onnx.checker.check_model(str(path))
             return path
         except Exception as e:  # fall back to the legacy exporter

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from nas.cli import main
 from nas.search import export_trial, trial_arch
@@ -204,13 +205,26 @@ def test_same_seed_same_proposals(tmp_path):
 
 def test_onnx_export_of_a_searched_arch(tmp_path):
     import onnx
+    from onnx.reference import ReferenceEvaluator
 
+    from nas.builder import build_model
     from nas.search import export_onnx
     from nas.space import RandomTrial, load_space, sample_arch
 
     arch = sample_arch(RandomTrial(0), load_space(TINY))
+    torch.manual_seed(0)
     path = export_onnx(arch, tmp_path / "a.onnx")
     model = onnx.load(str(path))
     assert model.opset_import[0].version >= 17
-    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [1, 3, 32, 32]
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, 32, 32]
+    assert model.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    # any batch runs, and gives what the same network gives in torch (same seed, same weights)
+    torch.manual_seed(0)
+    net = build_model(arch).eval()
+    x = torch.randn(3, 3, 32, 32)
+    (got,) = ReferenceEvaluator(model).run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert got.shape == want.shape == (3, arch.num_classes)
+    assert abs(got - want).max() < 1e-3 * max(1.0, abs(want).max())

@@ -1,7 +1,9 @@
 """Write one trial's architecture as a config YAML and an ONNX file.
 
 TRIAL is a trial id of the run (t0007) or a baseline name. The YAML is an ArchConfig that `nas train` and
-`nas flops` accept; the ONNX graph takes a 1 x C x R x R image at the architecture's target resolution.
+`nas flops` accept. The ONNX graph takes "image" [batch, C, R, R] (any batch) at the architecture's target
+resolution and gives "logits" [batch, classes]; its weights are a fresh initialization: the architecture,
+not a trained model.
 
 examples:
   nas export results/budget300M-20250101-120000 t0007
