@@ -8,6 +8,9 @@ Resolution: networks adapt to the proxy resolution without changing any knob. `n
 is called with ``input_size=proxy.resolution``; below 64 px it runs the stem at stride 1 (so a 32 px image
 sees the feature-map sizes a 64 px image would at stride 2) and every other knob stays as configured.
 MAdds for budgets are always counted at the architecture's own target resolution, never here.
+On the tiny maps this leaves the last stages, the blocks take exact shortcuts (a conv with a 1x1 output as
+one matmul, `nas.blocks.common.Conv2d`; one-patch attention as its value projection); traced counts keep
+the plain ops.
 
 Input pipeline: the subset is resized (or, for a small growth such as 28 -> 32, zero-padded) to the proxy
 resolution once up front and kept as uint8 on the device; each batch is augmented on the device in one
