@@ -46,11 +46,11 @@ class Conv2d(nn.Conv2d):
         wc = self.weight[:, :, ph:ph + hv, pw:pw + wv]
         if g == 1:
             y = F.linear(xc.reshape(b, -1), wc.reshape(self.out_channels, -1), self.bias)
-        elif g == self.in_channels == self.out_channels:  # depthwise
-            y = (xc.reshape(b, g, -1) * wc.reshape(g, -1)).sum(-1)
-            y = y if self.bias is None else y + self.bias
         else:
-            y = torch.einsum("bgk,gok->bgo", xc.reshape(b, g, -1), wc.reshape(g, self.out_channels // g, -1))
+            if g == self.in_channels == self.out_channels:  # depthwise: a product and a sum (2x an einsum)
+                y = (xc.reshape(b, g, -1) * wc.reshape(g, -1)).sum(-1)
+            else:
+                y = torch.einsum("bgk,gok->bgo", xc.reshape(b, g, -1), wc.reshape(g, self.out_channels // g, -1))
             y = y.reshape(b, -1) if self.bias is None else y.reshape(b, -1) + self.bias
         return y.reshape(b, self.out_channels, 1, 1)
 
