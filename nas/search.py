@@ -29,7 +29,7 @@ from typing import Any
 
 from nas import results as R
 from nas.config import ArchConfig
-from nas.errors import ConfigError, RunError
+from nas.errors import ConfigError, NasError, RunError
 from nas.space import (
     SearchSpace,
     arch_summary,
@@ -122,6 +122,32 @@ def _check_opts(o: SearchOptions) -> None:
         raise ConfigError(f"--name {o.name!r} is invalid", "a plain folder name such as budget300M-try2")
 
 
+# The options a run folder fixes, with their flags: a resume keeps the run's own values.
+_RUN_SETTINGS = {"budget": "--budget", "space": "--space", "data": "--data", "proxy": "--proxy", "epochs": "--epochs",
+                 "seed": "--seed", "objective": "--objective", "min_budget": "--min-budget",
+                 "early_stop": "--no-early-stop", "baselines": "--no-baselines", "name": "--name"}
+
+
+def _resume_conflicts(given: SearchOptions, kept: SearchOptions) -> list[str]:
+    """Flags given away from their defaults that would change a setting of the resumed run."""
+    default = SearchOptions()
+    out = []
+    for key, flag in _RUN_SETTINGS.items():
+        value = getattr(given, key)
+        if value == getattr(default, key):
+            continue
+        if key == "budget":
+            try:
+                same = parse_budget(value) == kept.budget
+            except NasError:
+                same = False
+        else:  # space, proxy and epochs are the run's own copies (space.yaml, proxy.yaml): always a change
+            same = key not in ("space", "proxy", "epochs") and value == getattr(kept, key)
+        if not same:
+            out.append(f"{flag} {value}" if not isinstance(value, bool) else flag)
+    return out
+
+
 def _options_from_run(run_dir: Path, given: SearchOptions) -> SearchOptions:
     cfg = R.read_run_config(run_dir)
     if not cfg or "budget_m" not in cfg:
@@ -140,6 +166,10 @@ def _options_from_run(run_dir: Path, given: SearchOptions) -> SearchOptions:
     for k in ("max_concurrent", "gpus_per_trial", "cpus_per_trial"):
         if getattr(given, k) is None and cfg.get(k) is not None:
             setattr(o, k, cfg[k])
+    conflicts = _resume_conflicts(given, o)
+    if conflicts:
+        raise ConfigError(f"--resume keeps the settings of {run_dir}; {', '.join(conflicts)} would change them",
+                          "drop those options (--trials N extends the run), or start a new run without --resume")
     return o
 
 

@@ -170,6 +170,20 @@ def test_existing_run_is_never_overwritten(work, capsys):
     assert (work / "results" / "exists" / "run.yaml").read_text() == "name: exists\n"
 
 
+def test_resume_refuses_options_that_would_change_the_run(tmp_path, capsys):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "run.yaml").write_text("name: r\nbudget_m: 3.0\nseed: 0\ndata: fashion-mnist\n")
+    code, err = _cli(["search", "--resume", str(run), "--budget", "300X"], capsys)
+    assert code == 2 and "--budget 300X would change them" in err and "fix:" in err
+    code, err = _cli(["search", "--resume", str(run), "--seed", "5", "--space", TINY], capsys)
+    assert code == 2 and "--space" in err and "--seed 5" in err
+    assert (run / "run.yaml").read_text() == "name: r\nbudget_m: 3.0\nseed: 0\ndata: fashion-mnist\n"
+    # the run's own values, however written, are no change
+    code, err = _cli(["search", "--resume", str(run), "--budget", "0.003G", "--data", "fashion-mnist"], capsys)
+    assert "would change" not in err
+
+
 def test_dry_run_plans_without_training(work, capsys):
     code = main(["search", "--space", TINY, "--budget", "3M", "--proxy", str(work / "proxy.yaml"), "--dry-run",
                  "--results", str(work / "dry")])

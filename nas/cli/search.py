@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus-per-trial", type=int, help="CPUs per trial (default 1)")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the resources allow)")
     p.add_argument("--address", metavar="HOST:PORT|auto", help="run on an existing Ray cluster")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder (its settings are kept)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder (its settings are kept; options that would change them are refused)")
     p.add_argument("--dry-run", action="store_true", help="show the budget share, plan and time estimate; train nothing")
     p.add_argument("--results", default="results", metavar="DIR", help="where run folders go (default results/)")
     p.add_argument("--no-baselines", dest="baselines", action="store_false",
