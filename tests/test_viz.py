@@ -117,20 +117,30 @@ def demo(tmp_path_factory) -> R.Run:
 # compute_*
 
 
-def test_budget_lines_from_fraction_millions_and_strings():
+def test_budget_lines_from_the_numbers_of_run_yaml():
     b = viz.compute_budget_lines({"budget_m": 300, "min_budget": 0.8})
     assert (b.budget_m, b.min_m, b.has_band) == (300.0, 240.0, True)
-    b = viz.compute_budget_lines({"budget_m": "1.2G", "min_budget": 900})
+    b = viz.compute_budget_lines({"budget_m": 1200.0, "min_budget": 0.75})
     assert (b.budget_m, b.min_m) == (1200.0, 900.0)
     b = viz.compute_budget_lines({"budget_m": 300})
     assert b.has_budget and not b.has_band
     b = viz.compute_budget_lines({"budget_m": 300, "min_budget": 1.0})  # band of width 0: no band
     assert not b.has_band
+    assert not viz.compute_budget_lines({"budget_m": 300, "min_budget": 0}).has_band
     assert not viz.compute_budget_lines({}).has_budget
     t = R.normalize_trials(pd.DataFrame([R.make_row(trial="a", budget_m=150.0)]))
     assert viz.compute_budget_lines({}, t).budget_m == 150.0
-    with pytest.raises(RunError, match="not a MAdds figure"):
-        viz.compute_budget_lines({"budget_m": "lots"})
+
+
+@pytest.mark.parametrize("config, match", [
+    ({"budget_m": "300M"}, "budget_m = '300M' is not a number"),  # the search writes millions as a number
+    ({"budget_m": True}, "budget_m = True is not a number"),
+    ({"budget_m": 300, "min_budget": "0.8"}, "min_budget = '0.8' is not a number"),
+    ({"budget_m": 300, "min_budget": 240}, "min_budget = 240 is not a fraction"),
+])
+def test_budget_lines_refuse_what_is_not_a_number(config, match):
+    with pytest.raises(RunError, match=match):
+        viz.compute_budget_lines(config)
 
 
 def test_front_steps_sorted_and_extended():
@@ -157,13 +167,25 @@ def test_points_only_trained_and_front_marked(demo):
 def test_summary_counts_and_gain(demo):
     s = viz.compute_summary(demo)
     t = demo.trials
-    assert s["n_searched"] == int((t["kind"] == "searched").sum()) and s["n_baseline"] == len(BASELINES)
-    assert sum(s["counts"].values()) == s["n_searched"]
-    assert s["counts"]["failed"] >= 1 and s["counts"]["early_stopped"] >= 1 and s["counts"]["over_budget"] >= 1
+    assert s.n_searched == int((t["kind"] == "searched").sum()) and s.n_baseline == len(BASELINES)
+    assert sum(s.counts.values()) == s.n_searched
+    assert s.counts["failed"] >= 1 and s.counts["early_stopped"] >= 1 and s.counts["over_budget"] >= 1
+    assert s.n_trained == s.counts["completed"] + s.counts["early_stopped"]
     ok = t[R.eligible_mask(t) & (t["kind"] == "searched")]
-    assert s["best"]["searched"]["val_top1"] == ok["val_top1"].max()
+    assert s.best_searched.val_top1 == ok["val_top1"].max()
+    base = t[t["kind"] == "baseline"]
+    assert s.best_baseline.val_top1 == base["val_top1"].max()
     gains = demo.pareto.loc[demo.pareto["kind"] == "searched", "gain_vs_published"].dropna()
-    assert s["best_gain"] == pytest.approx(gains.max())
+    assert s.best_gain == pytest.approx(gains.max())
+    assert (s.dataset, s.proxy_hash) == ("synthetic-10", "p1a2b3")
+    assert s.front_size == len(demo.pareto)
+
+
+def test_summary_of_a_run_with_no_trials_yet():
+    run = R.Run(path=Path("nowhere"), config={}, trials=R.empty_trials(), pareto=R.compute_pareto(R.empty_trials()))
+    s = viz.compute_summary(run)
+    assert (s.n_searched, s.n_trained, s.front_size, s.best_searched, s.dataset) == (0, 0, 0, None, "")
+    assert math.isnan(s.best_gain)
 
 
 def test_pareto_table_names_the_baseline_beaten(demo):
@@ -342,6 +364,31 @@ def test_cli_dashboard_default_output_and_compare(demo, tmp_path, monkeypatch, c
     fig = viz.plot_compare(data)
     assert [t.name for t in fig.data if t.name and t.name.endswith(": front")] == ["demo: front", "other: front"]
     assert sorted(s.x0 for s in fig.layout.shapes) == [250.0, 300.0]
+    assert [d.name for d in data] == ["demo", "other"] and [d.budget.budget_m for d in data] == [300.0, 250.0]
+    xs, ys = data[1].steps
+    assert xs[-1] == max(250.0, data[1].points["madds_m"].max()) and ys == sorted(ys)  # extended to the budget
+    assert data[1].summary.n_searched == 20 and data[1].summary.proxy_hash == "p1a2b3"
+
+
+def test_output_places_and_write_compare_default(demo, tmp_path, monkeypatch):
+    assert viz.default_output("results/a") == Path("results/a/dashboard.html")
+    assert viz.export_output("a") == Path("dashboards/a.html")
+    assert viz.compare_output(["a", "b"]) == Path("dashboards/compare-a-b.html")
+    monkeypatch.chdir(tmp_path)
+    assert viz.write_compare([demo]) == Path("dashboards/compare-demo.html")
+    with pytest.raises(RunError, match="at least one run"):
+        viz.write_compare([])
+
+
+def test_plotly_guard_defers_an_import_error():
+    from nas.errors import NasError
+    from nas.viz._plotly import _DeferredImport
+
+    with _DeferredImport() as imports:
+        import nas_no_such_module  # noqa: F401
+    assert not imports.is_successful()
+    with pytest.raises(NasError, match="needs plotly"):
+        imports.check()
 
 
 def test_cli_errors_are_one_message(tmp_path, capsys):
@@ -368,7 +415,7 @@ def test_importance_ranks_conditional_knobs_within_the_largest_family():
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-    from nas.viz import _importance_within_largest_group
+    from nas.viz.importance import _importance_within_largest_group
 
     def trial(macro: str, value: float, **knobs):
         params = {"macro": macro, **knobs}
@@ -386,3 +433,4 @@ def test_importance_ranks_conditional_knobs_within_the_largest_family():
     assert values["a.width"] > values["a.depth"]
     # too small a group: nothing to rank
     assert _importance_within_largest_group(trials[-2:], ev) is None
+
