@@ -13,7 +13,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,10 +32,8 @@ def run(args: argparse.Namespace) -> int:
     if args.refresh is not None and args.refresh < 1:
         raise RunError(f"--refresh {args.refresh} must be at least 1 second", "e.g. --refresh 30")
     if args.compare:
-        dirs = ([args.run_dir] if args.run_dir else []) + list(args.compare)
-        runs = [results.load_run(d) for d in dirs]
-        out = Path(args.out) if args.out else Path("dashboards") / ("compare-" + "-".join(r.name for r in runs) + ".html")
-        path = results.atomic_write_text(out, viz.render_compare(runs, out=out))
+        runs = [results.load_run(d) for d in ([args.run_dir] if args.run_dir else []) + list(args.compare)]
+        path = viz.write_compare(runs, args.out)
         print(f"wrote {path} ({len(runs)} runs)")
         if args.png:
             pngs = viz.write_pngs({"compare": viz.plot_compare(viz.compute_compare(runs))}, args.png)
@@ -45,10 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.run_dir:
         raise RunError("no run folder given", "nas dashboard results/<name>  (or --compare RUN_A RUN_B)")
     run_ = results.load_run(args.run_dir)
-    out = Path(args.out) if args.out else Path("dashboards") / f"{run_.name}.html"
-    path = results.atomic_write_text(out, viz.render_dashboard(run_, out=out, refresh_s=args.refresh))
-    n = len(run_.trials)
-    print(f"wrote {path} ({n} trials, {int((run_.pareto['kind'] == 'searched').sum())} Pareto variants)")
+    path = viz.write_dashboard(run_, args.out or viz.export_output(run_.name), refresh_s=args.refresh)
+    print(f"wrote {path} ({len(run_.trials)} trials, {int((run_.pareto['kind'] == 'searched').sum())} Pareto variants)")
     if args.png:
         pngs = viz.write_pngs(viz.build_figures(run_), args.png)
         print("wrote " + ", ".join(map(str, pngs)))
