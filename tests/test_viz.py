@@ -434,3 +434,62 @@ def test_importance_ranks_conditional_knobs_within_the_largest_family():
     # too small a group: nothing to rank
     assert _importance_within_largest_group(trials[-2:], ev) is None
 
+
+# ---------------------------------------------------------------------------------------------------------
+# later stages share the trials table: the search charts draw only the search rows
+
+
+def with_confirm_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """`trials` plus a confirmation stage (extra `stage` and `seed` columns): three trained searched trials
+    re-trained over two seeds far above every search result, and one failed re-training. A few search
+    rows carry no stage (NaN or ""), which counts as search."""
+    t = trials.assign(stage="search", seed=0)
+    t["stage"] = t["stage"].astype(object)
+    t.loc[t.index[0], "stage"] = None
+    t.loc[t.index[1], "stage"] = ""
+    ok = t[R.eligible_mask(t) & (t["kind"] == "searched")].head(3)
+    conf = [r | {"trial": f"{r['trial']}-s{seed}", "stage": "confirm", "seed": seed, "val_top1": 99.5,
+                 "madds_m": 10.0, "val_curve": "[50.0, 99.5]"}
+            for r in ok.to_dict("records") for seed in (1, 2)]
+    conf.append(conf[0] | {"trial": "confirm-failed", "status": "failed", "error": "confirm OOM"})
+    return pd.concat([t, pd.DataFrame(conf)], ignore_index=True)
+
+
+def test_search_rows_keep_missing_stage():
+    from nas.viz._utils import search_rows
+
+    t = pd.DataFrame({"stage": ["search", None, float("nan"), "", "confirm"], "x": range(5)})
+    assert search_rows(t)["x"].tolist() == [0, 1, 2, 3]
+    plain = pd.DataFrame({"x": [1]})
+    assert search_rows(plain) is plain
+
+
+def test_search_charts_ignore_other_stages(demo):
+    t = with_confirm_rows(demo.trials)
+    run = R.Run(path=demo.path, config=demo.config, trials=t, pareto=R.compute_pareto(t))
+    assert (run.pareto["stage"] == "confirm").any()  # the confirmation would win the plain front
+    pts = viz.compute_points(t)
+    assert len(pts) == len(viz.compute_points(demo.trials)) and 99.5 not in set(pts["val_top1"])
+    assert {"stage", "seed"} <= set(pts.columns)  # extra columns are kept
+    assert pts["on_front"].sum() == len(demo.pareto)
+    assert viz.compute_summary(run) == viz.compute_summary(demo)
+    assert viz.compute_pareto_table(run)["trial"].tolist() == viz.compute_pareto_table(demo)["trial"].tolist()
+    assert viz.compute_problem_trials(t).equals(viz.compute_problem_trials(demo.trials))
+    assert [c["trial"] for c in viz.compute_curves(t)] == [c["trial"] for c in viz.compute_curves(demo.trials)]
+    assert viz.compute_parallel(t) == viz.compute_parallel(demo.trials)
+    (d,) = viz.compute_compare([run])
+    assert d.front["trial"].tolist() == demo.pareto["trial"].tolist()
+    imp = viz.compute_importance(run)
+    assert imp.n_trials == viz.compute_importance(demo).n_trials
+
+
+def test_dashboard_of_a_run_with_a_confirmation_stage(tmp_path):
+    d = tmp_path / "staged"
+    df = write_demo_run(d, n=20, seed=4)
+    R.write_trials(d, with_confirm_rows(df))
+    run = R.load_run(d)
+    assert "confirm" in set(run.trials["stage"])
+    text = viz.write_dashboard(d).read_text()
+    assert "99.50" not in text and "confirm OOM" not in text and "-s1" not in text
+    figs = viz.build_figures(run)
+    assert 99.5 not in [y for tr in figs["accuracy_vs_madds"].data if tr.y is not None for y in tr.y]

@@ -12,6 +12,8 @@ turns that data into a ``go.Figure``:
 - `page`: the self-contained HTML pages and their writers; `png`: PNG export through Chromium;
 - `budget`: the run's budget (a number in run.yaml) as lines; `_style`, `_plotly`: shared look, one
   guarded plotly import.
+
+The search charts draw only the rows of the search stage (a trials frame may carry a `stage` column).
 """
 
 from nas.viz.accuracy import (

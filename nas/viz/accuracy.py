@@ -12,7 +12,7 @@ from nas import results as R
 from nas.viz import _plotly
 from nas.viz._plotly import go
 from nas.viz._style import STATUS_STYLE, add_budget, base_layout, color_for
-from nas.viz._utils import fmt, knob_name, num
+from nas.viz._utils import fmt, knob_name, num, search_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,9 +71,10 @@ def hover_text(row: pd.Series, knobs: Sequence[str]) -> str:
 
 
 def compute_points(trials: pd.DataFrame) -> pd.DataFrame:
-    """The plottable trials: completed/early-stopped with finite MAdds and val top-1, plus hover text,
-    marker symbol and whether each is on the Pareto front (computed over searched and baseline rows)."""
-    df = R.normalize_trials(trials)
+    """The plottable search trials: completed/early-stopped with finite MAdds and val top-1, plus hover
+    text, marker symbol and whether each is on the Pareto front (computed over searched and baseline rows).
+    Rows of a later stage (see `search_rows`) are left out; extra columns are kept."""
+    df = R.normalize_trials(search_rows(trials))
     knobs = R.knob_columns(df)
     on_front = R.pareto_mask(df)
     pts = df[R.eligible_mask(df)].copy()

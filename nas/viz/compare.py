@@ -12,6 +12,7 @@ from nas import results as R
 from nas.viz import _plotly
 from nas.viz._plotly import go
 from nas.viz._style import PALETTE, base_layout
+from nas.viz._utils import search_run
 from nas.viz.accuracy import compute_front_steps, compute_points
 from nas.viz.budget import BudgetLines, compute_budget_lines
 from nas.viz.tables import RunSummary, compute_summary
@@ -30,9 +31,9 @@ class CompareRun:
 
 
 def compute_compare(runs: Sequence[R.Run]) -> list[CompareRun]:
-    """Per run: its name, budget lines, eligible points, its front and the front's steps."""
+    """Per run (its search rows): its name, budget lines, eligible points, its front and the front's steps."""
     out = []
-    for run in runs:
+    for run in map(search_run, runs):
         pts = compute_points(run.trials)
         budget = compute_budget_lines(run.config, run.trials)
         x_end = max([v for v in (budget.budget_m if budget.has_budget else None,

@@ -12,7 +12,7 @@ from nas.errors import RunError
 from nas.viz import _plotly
 from nas.viz._plotly import go
 from nas.viz._style import STATUS_STYLE, base_layout, color_for, empty_note
-from nas.viz._utils import num
+from nas.viz._utils import num, search_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,12 +22,12 @@ _CURVE_COLORS = {"completed": "#636efa", "early_stopped": "#ff7f0e", "failed": "
 
 
 def compute_curves(trials: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per trial with a val curve: its epochs, per-epoch val top-1, status, kind and error.
+    """Per search trial with a val curve: its epochs, per-epoch val top-1, status, kind and error.
 
     A malformed `val_curve` string raises RunError naming the trial.
     """
     out = []
-    for _, r in trials.iterrows():
+    for _, r in search_rows(trials).iterrows():
         text = str(r["val_curve"] or "[]")
         try:
             vals = json.loads(text)

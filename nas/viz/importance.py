@@ -19,7 +19,7 @@ from nas import results as R
 from nas.viz import _plotly
 from nas.viz._plotly import go
 from nas.viz._style import base_layout, empty_note
-from nas.viz._utils import knob_name
+from nas.viz._utils import knob_name, search_run
 
 
 @dataclass
@@ -66,6 +66,7 @@ def compute_importance(run: R.Run, *, n_trees: int = 32, seed: int = 0, max_stal
     Cached on the (trial, accuracy) data. `max_stale` > 0 (the live dashboard) reuses this run's last
     result while at most that many trained trials were added since (fANOVA costs seconds at 500 trials).
     """
+    run = search_run(run)
     df = run.trials
     ok = df[R.eligible_mask(df) & (df["kind"] == "searched")]
     knobs = R.knob_columns(df)

@@ -20,7 +20,7 @@ from nas import results as R
 from nas.errors import RunError
 from nas.viz import _plotly
 from nas.viz._plotly import get_plotlyjs, go
-from nas.viz._utils import fmt, num
+from nas.viz._utils import fmt, num, search_run
 from nas.viz.accuracy import compute_points, plot_accuracy_vs_madds
 from nas.viz.budget import BudgetLines, compute_budget_lines
 from nas.viz.compare import compute_compare, plot_compare
@@ -145,7 +145,8 @@ def _yaml(d: dict[str, Any]) -> str:
 
 
 def build_figures(run: R.Run, *, importance: Importance | None = None) -> dict[str, go.Figure]:
-    """The dashboard's main figures of a run, by name (see `FIGURES`)."""
+    """The dashboard's main figures of a run's search, by name (see `FIGURES`)."""
+    run = search_run(run)
     budget = compute_budget_lines(run.config, run.trials)
     ref, _ = compute_reference()
     name = html.escape(run.name)
@@ -242,6 +243,7 @@ def render_dashboard(run: R.Run, *, out: Path | None = None, refresh_s: int | No
                      importance_max_stale: int = 0) -> str:
     """The whole dashboard of one run as one self-contained HTML string (`out` sets relative links)."""
     e = html.escape
+    run = search_run(run)
     s = compute_summary(run)
     imp = compute_importance(run, max_stale=importance_max_stale)
     figs = build_figures(run, importance=imp)
@@ -325,7 +327,7 @@ def write_dashboard(run: str | Path | R.Run, out: str | Path | None = None, *,
     recomputed only once the trained trials grew by 10% (its note says over how many trials it ran);
     `refresh_s` adds a meta refresh so an open browser tab follows a live search.
     """
-    run = _as_run(run)
+    run = search_run(_as_run(run))
     path = Path(out) if out is not None else default_output(run.path)
     n_ok = int((R.eligible_mask(run.trials) & (run.trials["kind"] == "searched")).sum())
     text = render_dashboard(run, out=path, refresh_s=refresh_s, importance_max_stale=n_ok // 10)

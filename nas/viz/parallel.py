@@ -10,7 +10,7 @@ from nas import results as R
 from nas.viz import _plotly
 from nas.viz._plotly import go
 from nas.viz._style import base_layout, empty_note
-from nas.viz._utils import knob_name
+from nas.viz._utils import knob_name, search_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,6 +30,7 @@ def compute_parallel(trials: pd.DataFrame, *, max_continuous_levels: int = 12) -
     """Axes of the parallel-coordinates view: each knob of the searched trials with a val top-1, then
     MAdds and val top-1. String knobs, knobs with few levels and knobs with gaps (conditional, NaN ->
     "n/a") are categorical; the rest continuous. Knobs that are missing everywhere are left out."""
+    trials = search_rows(trials)
     df = trials[R.eligible_mask(trials) & (trials["kind"] == "searched")]
     dims: list[ParallelDim] = []
     if not len(df):

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from nas import results as R
-from nas.viz._utils import first_value
+from nas.viz._utils import first_value, search_rows, search_run
 
 
 class BestTrial(NamedTuple):
@@ -55,6 +55,7 @@ def _best(part: pd.DataFrame) -> BestTrial | None:
 def compute_summary(run: R.Run) -> RunSummary:
     """Headline numbers of a run: trial counts by status, the best searched and baseline results, the
     front, and the dataset and proxy it was trained on (run.yaml first, else the trials)."""
+    run = search_run(run)
     df, front = run.trials, run.pareto
     searched, base = df[df["kind"] == "searched"], df[df["kind"] == "baseline"]
     gains = front.loc[front["kind"] == "searched", R.PARETO_EXTRA].dropna() if len(front) else front
@@ -72,6 +73,7 @@ def compute_summary(run: R.Run) -> RunSummary:
 def compute_pareto_table(run: R.Run) -> pd.DataFrame:
     """The Pareto-optimal rows for the table: cost, accuracy, gain over the best baseline at equal or
     lower MAdds (and which baseline that is), the exported YAML and the rebuild command."""
+    run = search_run(run)
     front = run.pareto
     cols = ["trial", "name", "kind", "family", "madds_m", "params_m", "val_top1", R.PARETO_EXTRA,
             "vs_baseline", "config_path", "rebuild_cmd"]
@@ -89,6 +91,7 @@ def compute_pareto_table(run: R.Run) -> pd.DataFrame:
 
 
 def compute_problem_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """Failed, NaN and over-budget trials with their error, for the page's list."""
+    """Failed, NaN and over-budget search trials with their error, for the page's list."""
+    trials = search_rows(trials)
     df = trials[trials["status"].isin(("failed", "nan", "over_budget"))]
     return df[["trial", "status", "madds_m", "epochs_done", "error"]].reset_index(drop=True)
