@@ -72,7 +72,7 @@ def main() -> None:
 
     import yaml
 
-    from nas.proxy import load_proxy
+    from nas.train import load_proxy
 
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     base = load_proxy(args.proxy, **overrides)
@@ -85,7 +85,7 @@ def main() -> None:
 
         from nas.data import load_dataset
         from nas.madds import count_madds
-        from nas.proxy import train_arch
+        from nas.train import train_arch
         from nas.variants import get_variant
 
         torch.set_num_threads(args.threads)

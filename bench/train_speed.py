@@ -3,7 +3,7 @@ time of full default-proxy trials, and MobileViT-XXS at 32x32 (batch 64, float32
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/train_speed.py [--threads 2] [--max-madds 600] [--trials NAME ...]
 
-Images/s of a variant: `nas.proxy.train_arch` on Fashion-MNIST with the default proxy, shortened to two
+Images/s of a variant: `nas.train.train_arch` on Fashion-MNIST with the default proxy, shortened to two
 epochs of 8 batches; the second epoch's images/s (steady state, warm-up excluded) is reported.
 Speed is measured here, never asserted in tests. The machine load (uptime) is printed before and after.
 """
@@ -29,7 +29,7 @@ def _uptime() -> str:
 
 def variant_speed(name: str, data, proxy, *, steps: int = 8) -> float:
     """Steady-state training images/s of a variant through the real trainer."""
-    from nas.proxy import train_arch
+    from nas.train import train_arch
 
     p = proxy.replace(epochs=2, train_images=proxy.batch_size * steps, val_images=64, warmup_epochs=0.0)
     r = train_arch(name, data, p)
@@ -40,29 +40,30 @@ def variant_speed(name: str, data, proxy, *, steps: int = 8) -> float:
 
 def step_speed(model: torch.nn.Module, *, batch: int = 64, res: int = 32, steps: int = 20, repeats: int = 5,
                channels_last: bool = True, fused: bool = True) -> list[float]:
-    """Images/s of `repeats` runs of `steps` training steps (fp32 forward + cross-entropy backward + SGD
-    momentum step) on one random batch, after 5 warm-up steps. `channels_last` and `fused` as our trainer
-    runs (it uses fused optimizers); both off is how a plain reference script runs."""
+    """Images/s of `repeats` runs of `steps` training steps (`nas.train.train_step`: fp32 forward +
+    cross-entropy backward + SGD momentum step) on one random batch, after 5 warm-up steps.
+    `channels_last` and `fused` as our trainer runs (`make_optimizer` of an SGD protocol); both off is how
+    a plain reference script runs (per-tensor SGD, contiguous tensors)."""
+    from nas.train import ProxyConfig, make_optimizer, train_step
+
     torch.manual_seed(0)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=True if fused else None)
+    if fused:
+        opt = make_optimizer(model, ProxyConfig(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0))
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt).train()
     x = torch.randn(batch, 3, res, res).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,))
-
-    def step() -> None:
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    crit = torch.nn.CrossEntropyLoss()
 
     for _ in range(5):
-        step()
+        train_step(model, x, y, opt, crit)
     out = []
     for _ in range(repeats):
         t = time.perf_counter()
         for _ in range(steps):
-            step()
+            train_step(model, x, y, opt, crit)
         out.append(batch * steps / (time.perf_counter() - t))
     return out
 
@@ -91,7 +92,7 @@ def main() -> None:
 
     from nas.data import load_dataset
     from nas.madds import count_madds
-    from nas.proxy import load_proxy, train_arch
+    from nas.train import load_proxy, train_arch
     from nas.variants import get_variant, list_variants
 
     out: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

@@ -55,13 +55,19 @@ class ImageData:
     classes: tuple[str, ...]
     source: str
 
+    def __post_init__(self) -> None:
+        present = torch.unique(self.train_y).tolist()
+        if len(present) < 2:
+            names = ", ".join(self.classes[i] if 0 <= i < len(self.classes) else str(i) for i in present)
+            raise DataError(f"dataset {self.name!r} ({self.source}) has {len(present)} class"
+                            f"{'' if len(present) == 1 else 'es'} in its training split ({names or 'no images'}); "
+                            "a classifier needs at least 2",
+                            "give it images of two or more classes (an ImageFolder: one train/<class>/ "
+                            "directory of images per class)")
+
     @property
     def in_chans(self) -> int:
         return int(self.train_x.shape[1])
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return int(self.train_x.shape[2]), int(self.train_x.shape[3])
 
     def __repr__(self) -> str:
         n_test = 0 if self.test_x is None else len(self.test_x)

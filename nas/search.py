@@ -176,7 +176,7 @@ def _options_from_run(run_dir: Path, given: SearchOptions) -> SearchOptions:
 def plan_search(opts: SearchOptions, *, command: str = "") -> Plan:
     """Check every input (budget, space, proxy, dataset, run folder) before anything is started."""
     from nas.data import load_dataset
-    from nas.proxy import load_proxy, proxy_from_dict
+    from nas.train import load_proxy, proxy_from_dict
 
     resumed = bool(opts.resume)
     if resumed:

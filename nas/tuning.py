@@ -126,7 +126,7 @@ def trainable(config: dict[str, Any], *, space: dict[str, Any], proxy: dict[str,
     """One proxy training. Reports each epoch to Tune (with the curve so far), then a final report."""
     import torch
 
-    from nas.proxy import proxy_from_dict, train_arch
+    from nas.train import proxy_from_dict, train_arch
     from nas.variants import get_variant
 
     torch.set_num_threads(max(1, int(cpus)))

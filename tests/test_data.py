@@ -143,11 +143,48 @@ def test_image_folder_png(tmp_path):
 def test_image_folder_mixed_sizes_grey(tmp_path):
     from PIL import Image
 
-    (tmp_path / "train" / "a").mkdir(parents=True)
+    for c in ("a", "b"):
+        (tmp_path / "train" / c).mkdir(parents=True)
     Image.new("L", (10, 14), 7).save(tmp_path / "train" / "a" / "x.png")
-    Image.new("L", (16, 16), 9).save(tmp_path / "train" / "a" / "y.jpg")
+    Image.new("L", (16, 16), 9).save(tmp_path / "train" / "b" / "y.jpg")
     ds = load_dataset(tmp_path)
     assert ds.train_x.shape == (2, 1, 10, 10) and ds.test_x is None
+
+
+def _one_class_folder(root: Path, n: int = 700) -> Path:
+    """An ImageFolder whose train/ holds a single class (and an empty second class directory)."""
+    from PIL import Image
+
+    for d in (root / "train" / "cat", root / "train" / "dog", root / "val" / "cat"):
+        d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(root / "train" / "cat" / f"{i}.png")
+    Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(root / "val" / "cat" / "0.png")
+    return root
+
+
+def test_a_single_class_dataset_is_refused(tmp_path):
+    root = _one_class_folder(tmp_path / "cats")
+    with pytest.raises(DataError, match=r"has 1 class in its training split \(cat\); a classifier needs at least 2") as e:
+        load_dataset(root)
+    assert "train/<class>/" in e.value.hint
+    labels = torch.zeros(40, dtype=torch.int64)
+    with pytest.raises(DataError, match="needs at least 2"):
+        nas_data.ImageData(name="x", train_x=torch.zeros(40, 1, 8, 8, dtype=torch.uint8), train_y=labels,
+                           test_x=None, test_y=None, num_classes=10, classes=tuple("0123456789"), source="memory")
+
+
+def test_a_single_class_dataset_is_one_message_from_the_cli(tmp_path, capsys):
+    from nas.cli import main
+
+    root = _one_class_folder(tmp_path / "cats")
+    assert main(["train", "mobilevit_xxs", "--data", str(root), "--no-progress"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"nas train: error: dataset 'cats' ({root}) has 1 class in its training split (cat); "
+                   "a classifier needs at least 2",
+                   "  fix: give it images of two or more classes (an ImageFolder: one train/<class>/ directory "
+                   "of images per class)"]
 
 
 def test_unknown_name_and_bad_directory(tmp_path):

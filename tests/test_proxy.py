@@ -8,7 +8,20 @@ import torch
 from nas.config import ArchConfig
 from nas.data import ImageData
 from nas.errors import ConfigError
-from nas.proxy import DEFAULT_PROXY_PATH, ProxyConfig, augment, load_proxy, to_resolution, train_arch
+from nas.train import (
+    DEFAULT_PROXY_PATH,
+    ProxyConfig,
+    augment,
+    load_proxy,
+    make_optimizer,
+    prepare_data,
+    shipped_protocols,
+    time_steps,
+    to_resolution,
+    train_arch,
+    train_batch,
+    train_step,
+)
 
 TINY = ArchConfig.from_dict({
     "name": "tiny", "resolution": 32, "stem": {"out": 8, "act": "relu"},
@@ -72,6 +85,18 @@ def test_unknown_key_and_bad_values_are_config_errors(tmp_path):
         load_proxy(epocs=2)
 
 
+def test_shipped_protocols_load_by_name():
+    assert shipped_protocols()["default"] == DEFAULT_PROXY_PATH
+    for name, path in shipped_protocols().items():
+        assert load_proxy(name) == load_proxy(path)
+    assert load_proxy("default", seed=4) == ProxyConfig(seed=4)
+    with pytest.raises(ConfigError, match="unknown proxy protocol 'defualt'") as e:
+        load_proxy("defualt")
+    assert "default" in e.value.hint
+    with pytest.raises(ConfigError, match="no such file"):
+        load_proxy("no/such/proxy.yaml")
+
+
 # --- input pipeline ----------------------------------------------------------------------------------------
 
 def test_to_resolution_pads_small_growth_and_resizes_otherwise():
@@ -132,7 +157,28 @@ def test_absurd_lr_ends_with_status_nan():
 
 def test_report_stop_stops_training():
     r = train_arch(TINY, synthetic(), QUICK, report=lambda m: "stop", threads=1)
-    assert r.status == "stopped" and r.epochs_run == 1 and len(r.history) == 1
+    assert r.status == "early_stopped" and r.epochs_run == 1 and len(r.history) == 1
+
+
+def test_the_public_step_trains_and_time_steps_times_it():
+    data = synthetic()
+    prep = prepare_data(data, QUICK)
+    torch.manual_seed(0)
+    from nas.builder import build_model
+
+    model = build_model(TINY, num_classes=4, in_chans=1, input_size=QUICK.resolution).to(memory_format=torch.channels_last)
+    opt = make_optimizer(model, QUICK)
+    crit = torch.nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(0)
+    xb, yb = train_batch(prep, torch.arange(32), QUICK, gen)
+    assert xb.dtype == torch.float32 and xb.is_contiguous(memory_format=torch.channels_last)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = train_step(model, xb, yb, opt, crit, lr=0.01)
+    assert loss.ndim == 0 and not loss.requires_grad and torch.isfinite(loss)
+    assert opt.param_groups[0]["lr"] == 0.01 and opt.defaults["fused"]
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    s = time_steps(TINY, QUICK, data, steps=2, threads=1)
+    assert 0 < s < 1.0  # seconds per image
 
 
 def test_final_without_test_split_is_a_data_error():

@@ -1,9 +1,9 @@
 """Proxy-train one network (a published variant or an architecture YAML) and write its metrics JSON.
 
-Training follows the proxy protocol (default: the shipped nas/proxy_default.yaml; --proxy for another,
---epochs / --seed override one field): a seeded subset of the training set, validation carved from the
-training set, the network built at the proxy resolution (stem at stride 1 below 64 px). --final also
-scores the test split, which search never reads.
+Training follows the proxy protocol (default: the shipped nas/proxy_default.yaml; --proxy for another
+YAML or a shipped protocol's name, --epochs / --seed override one field): a seeded subset of the training
+set, validation carved from the training set, the network built at the proxy resolution (stem at stride 1
+below 64 px). --final also scores the test split, which search never reads.
 
 Datasets (--data): fashion-mnist (default; `apt-get install dataset-fashion-mnist`), cifar10, cifar100
 (looked up under $NAS_DATA_DIR or ~/.cache/nas/data), or a directory (IDX files, CIFAR batches, or an
@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fashion-mnist (default), cifar10, cifar100 or a dataset directory")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--out", metavar="FILE", help="metrics JSON path (default: results/train/<name>-<proxy>-s<seed>.json)")
-    p.add_argument("--proxy", metavar="PATH", help="proxy protocol YAML (default: the shipped default protocol)")
+    p.add_argument("--proxy", metavar="PATH|NAME",
+                   help="proxy protocol: a YAML path or a shipped protocol's name (default: default)")
     p.add_argument("--final", action="store_true", help="also report top-1 on the test split")
     p.add_argument("--seed", type=int, help="override the proxy's seed")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -39,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from nas.data import load_dataset
     from nas.errors import ConfigError
-    from nas.proxy import load_proxy, train_arch
+    from nas.train import load_proxy, train_arch
     from nas.variants import resolve_arch
 
     if args.epochs is not None and args.epochs < 1:
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if result.error:
         print(f"  {result.error}")
     print(f"metrics written to {out}")
-    return 0 if result.status in ("completed", "stopped") else 1
+    return 0 if result.status in ("completed", "early_stopped") else 1
 
 
 def _pct(v: float | None) -> str:

@@ -1,0 +1,282 @@
+"""The proxy trainer: one training step, an epoch of them, evaluation, and `train_arch` around them.
+
+Every training step of the tool is `train_step`: the trainer's (`train_epoch`), the dry-run estimate's and
+the benchmarks' (`time_steps`). The optimizer is `make_optimizer`'s fused AdamW or SGD (no weight decay
+on biases, norms and Mobile-Former's global tokens) with warm-up then cosine (`lr_at`); the model and its
+inputs are channels_last on every device; on CUDA the forward pass runs under bf16 autocast.
+
+The report contract (how Ray Tune, a progress bar or a test observe training without being imported):
+``report(metrics)`` is called once per epoch with the keys ``epoch`` (1-based), ``train_loss``,
+``val_top1`` (percent), ``images_per_s`` (training throughput of that epoch) and ``elapsed_s`` (since the
+start of training). If it returns the string ``"stop"`` training ends at once with status
+``"early_stopped"`` (the metrics reported so far stand); any other return value is ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas.config import ArchConfig
+from nas.data import ImageData, load_dataset
+from nas.errors import ConfigError
+from nas.train.pipeline import PreparedData, normalize, prepare_data, train_batch
+from nas.train.protocol import ProxyConfig, load_proxy
+
+Report = Callable[[dict[str, Any]], Any]
+
+
+class NonFiniteLoss(Exception):
+    """The training loss became NaN or infinite; `train_arch` turns it into status ``nan``."""
+
+
+@dataclass
+class TrainResult:
+    """What one proxy trial produced. Accuracies are percent; `val_top1` is the last epoch's."""
+
+    status: str
+    val_top1: float | None = None
+    best_val_top1: float | None = None
+    test_top1: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epochs_run: int = 0
+    train_images_per_s: float | None = None
+    wall_s: float = 0.0
+    params: int | None = None
+    error: str | None = None
+    arch_id: str | None = None
+    proxy_hash: str | None = None
+    dataset: str | None = None
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The pieces
+
+
+def lr_at(step: int, *, total: int, warmup: int, base: float) -> float:
+    """The learning rate of 0-based `step`: linear warm-up over `warmup` steps, then cosine to 0 at `total`."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return 0.5 * base * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def make_optimizer(model: nn.Module, proxy: ProxyConfig) -> torch.optim.Optimizer:
+    """The protocol's fused optimizer; biases, norms and global tokens get no weight decay."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or p is getattr(model, "global_tokens", None) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": proxy.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # fused: one kernel for all parameters (about 6x faster steps than the per-tensor loop on CPU for
+    # these many-small-tensor networks).
+    if proxy.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=proxy.lr, momentum=proxy.momentum, nesterov=proxy.momentum > 0,
+                               fused=True)
+    return torch.optim.AdamW(groups, lr=proxy.lr, betas=(proxy.momentum, 0.999), fused=True)
+
+
+def epoch_shape(prep: PreparedData, proxy: ProxyConfig) -> tuple[int, int]:
+    """(batch size, steps per epoch). The last partial batch is dropped: BatchNorm needs > 1 sample."""
+    n = len(prep.train_x)
+    bs = min(proxy.batch_size, n)
+    return bs, max(1, n // bs)
+
+
+def train_step(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, opt: torch.optim.Optimizer,
+               crit: nn.Module, *, lr: float | None = None) -> torch.Tensor:
+    """One optimizer step on a prepared batch (see `train_batch`) at `lr` (None: the optimizer's as is);
+    returns the detached loss. bf16 autocast when the batch is on CUDA."""
+    if lr is not None:
+        for g in opt.param_groups:
+            g["lr"] = lr
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=xb.device.type == "cuda"):
+        loss = crit(model(xb), yb)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+def train_epoch(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, opt: torch.optim.Optimizer,
+                crit: nn.Module, generator: torch.Generator, *, epoch: int) -> float:
+    """Train 1-based `epoch` of the protocol (one seeded permutation of the training images, the learning
+    rate of each step from `lr_at`) and return its mean training loss; NonFiniteLoss if it diverges."""
+    bs, steps = epoch_shape(prep, proxy)
+    total = steps * proxy.epochs
+    warmup = int(round(proxy.warmup_epochs * steps))
+    device = prep.train_x.device
+    check_every = 25 if device.type == "cuda" else 1  # on CUDA, avoid a sync per step
+    model.train()
+    perm = torch.randperm(len(prep.train_x), generator=generator, device=device)
+    loss_sum = torch.zeros((), device=device)
+    for i in range(steps):
+        xb, yb = train_batch(prep, perm[i * bs:(i + 1) * bs], proxy, generator)
+        loss = train_step(model, xb, yb, opt, crit,
+                          lr=lr_at((epoch - 1) * steps + i, total=total, warmup=warmup, base=proxy.lr))
+        loss_sum += loss.float()
+        if (i % check_every == check_every - 1 or i == steps - 1) and not torch.isfinite(loss_sum):
+            raise NonFiniteLoss(f"the training loss became non-finite at epoch {epoch}, step {i + 1} "
+                                f"(lr {proxy.lr:g}); lower the learning rate or check the architecture")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return float(loss_sum) / steps
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedData, *, batch_size: int) -> float:
+    """Top-1 (percent) of `model` on uint8 images `x` (normalised with `prep`'s statistics)."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        xb = normalize(x[i:i + batch_size], prep)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+            logits = model(xb)
+        correct += int((logits.argmax(1) == y[i:i + batch_size]).sum())
+    return 100.0 * correct / max(1, len(x))
+
+
+@contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    prev = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n is not None:
+            torch.set_num_threads(prev)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but CUDA is not available here", "use --device cpu")
+    return device
+
+
+def _model(arch: ArchConfig, data: ImageData, proxy: ProxyConfig, device: torch.device) -> nn.Module:
+    """The network of `arch` for `data` at the proxy resolution, seeded, channels_last on `device`."""
+    from nas.builder import build_model
+
+    torch.manual_seed(proxy.seed)
+    model = build_model(arch, num_classes=data.num_classes, in_chans=data.in_chans, input_size=proxy.resolution)
+    # channels_last on every device: oneDNN's depthwise and 1x1 convolutions run ~12-18% faster in it
+    # on this CPU (BENCHMARKS.md), cuDNN's with bf16 too.
+    model = model.to(device, memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A whole trial, and the timing of its step
+
+
+def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: ProxyConfig | None = None, *,
+               device: str | torch.device = "cpu", report: Report | None = None, final: bool = False,
+               threads: int | None = None) -> TrainResult:
+    """Proxy-train `arch` on `data` (an ImageData, or a dataset name/path) under `proxy` (default protocol
+    if None) and return a TrainResult; see the module docstring for the report contract. `final` also
+    scores the test split.
+
+    Status: ``completed``; ``nan`` (a non-finite loss ended training, with a message); ``early_stopped``
+    (`report` returned "stop"); ``failed`` (the network raised while training, e.g. out of memory; the
+    error text is kept). Configuration and data problems raise NasError instead.
+    """
+    from nas.builder import count_params
+    from nas.variants import resolve_arch
+
+    arch = resolve_arch(arch)
+    proxy = proxy or load_proxy()
+    if not isinstance(data, ImageData):
+        data = load_dataset(data)
+    device = _device(device)
+    t_start = time.perf_counter()
+    result = TrainResult(status="failed", arch_id=arch.arch_id, proxy_hash=proxy.hash, dataset=data.name,
+                         device=str(device))
+    with _threads(threads):
+        try:
+            prep = prepare_data(data, proxy, device, final=final)
+            model = _model(arch, data, proxy, device)
+            result.params = count_params(model)
+            _train(model, prep, proxy, report, result, t_start)
+            if final and result.status == "completed":
+                result.test_top1 = evaluate(model, prep.test_x, prep.test_y, prep, batch_size=2 * proxy.batch_size)
+        except NonFiniteLoss as e:
+            result.status = "nan"
+            result.error = str(e)
+        except (RuntimeError, ValueError, IndexError, torch.OutOfMemoryError) as e:
+            result.status = "failed"
+            result.error = f"{type(e).__name__}: {e}".strip()[:2000]
+        finally:
+            result.wall_s = time.perf_counter() - t_start
+    return result
+
+
+def _train(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, report: Report | None,
+           result: TrainResult, t_start: float) -> None:
+    """The epochs of `train_arch`: train, validate, record into `result`, report."""
+    bs, steps = epoch_shape(prep, proxy)
+    opt = make_optimizer(model, proxy)
+    crit = nn.CrossEntropyLoss(label_smoothing=proxy.label_smoothing)
+    gen = torch.Generator(device=prep.train_x.device).manual_seed(proxy.seed + 1)
+    train_time = 0.0
+    for epoch in range(1, proxy.epochs + 1):
+        t0 = time.perf_counter()
+        loss = train_epoch(model, prep, proxy, opt, crit, gen, epoch=epoch)
+        dt = time.perf_counter() - t0
+        train_time += dt
+        val = evaluate(model, prep.val_x, prep.val_y, prep, batch_size=2 * bs)
+        metrics = {"epoch": epoch, "train_loss": loss, "val_top1": val, "images_per_s": steps * bs / dt,
+                   "elapsed_s": time.perf_counter() - t_start}
+        result.history.append(metrics)
+        result.epochs_run = epoch
+        result.val_top1 = val
+        result.best_val_top1 = val if result.best_val_top1 is None else max(result.best_val_top1, val)
+        result.train_images_per_s = epoch * steps * bs / train_time
+        result.status = "completed"
+        if report is not None and report(dict(metrics)) == "stop":
+            result.status = "early_stopped"
+            return
+
+
+def time_steps(arch: ArchConfig | str, proxy: ProxyConfig, data: ImageData, *, steps: int = 2,
+               threads: int | None = None, device: str | torch.device = "cpu") -> float:
+    """Seconds per training image of `arch` under `proxy`: the fastest of `steps` timed training steps
+    after one warm-up step, each exactly the trainer's (its data subset, augmentation, normalisation,
+    fused optimizer and channels_last). Nothing is validated or kept."""
+    from nas.variants import resolve_arch
+
+    arch = resolve_arch(arch)
+    device = _device(device)
+    with _threads(threads):
+        prep = prepare_data(data, proxy, device)
+        model = _model(arch, data, proxy, device).train()
+        opt = make_optimizer(model, proxy)
+        crit = nn.CrossEntropyLoss(label_smoothing=proxy.label_smoothing)
+        gen = torch.Generator(device=device).manual_seed(proxy.seed + 1)
+        bs, _ = epoch_shape(prep, proxy)
+        best = math.inf
+        for i in range(1 + max(1, steps)):
+            idx = torch.randperm(len(prep.train_x), generator=gen, device=device)[:bs]
+            t = time.perf_counter()
+            xb, yb = train_batch(prep, idx, proxy, gen)
+            train_step(model, xb, yb, opt, crit)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i > 0:
+                best = min(best, time.perf_counter() - t)
+    return best / bs
