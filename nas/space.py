@@ -42,7 +42,14 @@ from nas.config import (
 )
 from nas.errors import BudgetError, ConfigError
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+
+def _spaces_dir() -> Path:
+    """The shipped spaces: nas/search_spaces/ in an installed wheel, else the repository's search_spaces/."""
+    pkg = Path(__file__).resolve().parent
+    return pkg / "search_spaces" if (pkg / "search_spaces").is_dir() else pkg.parent / "search_spaces"
+
+
+SPACES_DIR = _spaces_dir()
 DEFAULT_SPACE = SPACES_DIR / "hybrid.yaml"
 
 

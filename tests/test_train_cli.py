@@ -75,6 +75,7 @@ def test_epochs_override_and_default_out_path(tiny_files, tmp_path, monkeypatch,
     (["train", "TINY", "--data", "/no/such/dir"], "unknown dataset '/no/such/dir'"),
     (["train", "TINY", "--data", "cifar10"], "dataset 'cifar10' not found"),
     (["train", "TINY", "--proxy", "BADYAML"], "malformed YAML"),
+    (["train", "TINY", "--proxy", "confrim"], "unknown proxy protocol 'confrim'"),
     (["train", "BADYAML"], "malformed YAML"),
     (["train", "TINY", "--epochs", "0"], "--epochs 0 is invalid"),
 ])
