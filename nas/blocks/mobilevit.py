@@ -28,7 +28,6 @@ from nas.blocks import BuildContext, register_block
 from nas.blocks.attention import make_attention
 from nas.blocks.common import Conv2d, ConvBNAct, make_act
 from nas.config import MobileViTCfg
-from nas.errors import ConfigError
 
 
 class ChannelsLastGroupNorm(nn.GroupNorm):
@@ -100,9 +99,6 @@ class MobileViTBlock(nn.Module):
 
     def __init__(self, cfg: MobileViTCfg, cin: int, ctx: BuildContext):
         super().__init__()
-        if cfg.attention == "mhsa" and cfg.dim % cfg.heads:
-            raise ConfigError(f"mobilevit.heads = {cfg.heads} does not divide dim = {cfg.dim}",
-                              "pick heads that divide dim (e.g. 4 for dim 64/80/96)")
         d = cfg.dim
         self.cfg = cfg
         self.patch = cfg.patch
@@ -141,4 +137,4 @@ class MobileViTBlock(nn.Module):
         return y, tokens  # "none" (v2): no fusion, no residual
 
 
-register_block("mobilevit")(MobileViTBlock)
+register_block(MobileViTCfg)(MobileViTBlock)

@@ -32,7 +32,7 @@ def global_rep_madds(cfg: MobileViTCfg, hp: int, wp: int) -> int:
     return cfg.depth * layer + 5 * t * d
 
 
-@register_madds("mobilevit")
+@register_madds(MobileViTCfg)
 def mobilevit_madds(cfg: MobileViTCfg, cin: int, h: int, w: int, tokens: TokenCfg | None):
     """(madds, cout, h_out, w_out) of one MobileViT block on a cin x h x w map; the block keeps all three."""
     d = cfg.dim
