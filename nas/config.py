@@ -272,6 +272,15 @@ class MobileViTCfg(_Cfg):
         if self.attention == "mhsa" and self.dim % self.heads:
             _fail(w, "heads", self.heads, f"a divisor of dim={self.dim}")
 
+    @property
+    def resizes_input(self) -> bool:
+        """How a map whose side the patch does not divide is handled. v2-style blocks (fusion ``none`` and
+        ``v3_merged``: MobileViTv2, MobileViTv3-0.5/0.75/1.0) resize their *input* (bilinear, corners aligned)
+        up to the next multiple of the patch and keep that size as their output, as the reference code does
+        (ml-cvnets' MobileViTBlockv2, timm's MobileVitV2Block). v1-style blocks (``v1``, ``v3``) resize the
+        d-channel map before unfolding and back after folding (corners not aligned), keeping the input size."""
+        return self.fusion in ("none", "v3_merged")
+
 
 @register_block_kind
 @dataclass(frozen=True)
