@@ -10,6 +10,9 @@ of attention ``mhsa``/``separable`` and fusion ``v1``/``v3``/``v3_merged``/``non
 blocks (``mobile_former``: a Mobile sub-block with dynamic ReLU bridged to ``M`` learned global tokens
 of width ``d``; its fusion is the two-way ``bridge``). A network that has tokens (``tokens:``) carries
 them through every block; Mobile-Former blocks read and write them.
+
+Each block kind is one `BlockKind` record in one registry (`block_kind`, `list_block_kinds`): its config
+class is registered here; its analytic MAdds (nas.madds) and its module factory (nas.blocks) attach to it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,7 +31,6 @@ from nas.errors import ConfigError
 ACTIVATIONS = ("relu", "relu6", "swish", "hswish", "gelu", "none")
 ATTENTIONS = ("mhsa", "separable")
 MOBILEVIT_FUSIONS = ("v1", "v3", "v3_merged", "none")
-FUSIONS = MOBILEVIT_FUSIONS + ("bridge",)
 MF_FORMS = ("regular", "downsample")
 LOCAL_CONVS = ("full", "dw")
 
@@ -39,6 +42,23 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
     if new_v < 0.9 * v:
         new_v += divisor
     return int(new_v)
+
+
+def did_you_mean(name: Any, valid: Iterable[Any], *, n: int = 1) -> str:
+    """The start of a hint: ``"did you mean 'x'? "`` when names in `valid` are close to `name`, else ``""``."""
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=n)
+    return f"did you mean {', '.join(map(repr, close))}? " if close else ""
+
+
+def _check_keys(d: dict, names: list[str], required: list[str], where: str) -> None:
+    """Refuse a key of `d` not in `names` (naming the closest) and a missing required key."""
+    unknown = [k for k in d if k not in names]
+    if unknown:
+        raise ConfigError(f"unknown knob {unknown[0]!r} in {where}",
+                          f"{did_you_mean(unknown[0], names)}valid knobs: {', '.join(names)}")
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise ConfigError(f"{where} is missing {missing[0]!r}", f"required knobs: {', '.join(required)}")
 
 
 def _fail(owner: str, name: str, value: Any, allowed: str) -> None:
@@ -83,17 +103,9 @@ class _Cfg:
         d = dict(d)
         d.pop("kind", None)
         names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-        unknown = [k for k in d if k not in names]
-        if unknown:
-            k = unknown[0]
-            close = difflib.get_close_matches(str(k), names, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"unknown knob {k!r} in {where}", f"{hint}valid knobs: {', '.join(names)}")
         required = [f.name for f in fields(cls) if f.default is dataclasses.MISSING  # type: ignore[arg-type]
                     and f.default_factory is dataclasses.MISSING]
-        missing = [k for k in required if k not in d]
-        if missing:
-            raise ConfigError(f"{where} is missing {missing[0]!r}", f"required knobs: {', '.join(required)}")
+        _check_keys(d, names, required, where)
         for k, v in list(d.items()):
             if isinstance(v, list):
                 d[k] = tuple(v)
@@ -104,9 +116,80 @@ class _Cfg:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The registry of block kinds: one record per kind, keyed by the config class's `kind`.
+
+
+@dataclass(eq=False)
+class BlockKind:
+    """One block kind: its config class, its analytic MAdds count and its module factory.
+
+    The record is created here, with the config class (``@register_block_kind``); the two other parts live
+    in layers above this torch-free module and are attached there, each once: `madds` by `nas.madds`
+    (``fn(cfg, cin, h, w, tokens) -> (madds, cout, h_out, w_out)``, torch-free) and `build` by `nas.blocks`
+    (``factory(cfg, cin, ctx) -> nn.Module``, torch). `missing()` names the parts not attached yet."""
+
+    kind: str
+    cfg_cls: type
+    madds: Callable[..., tuple[int, int, int, int]] | None = None
+    build: Callable[..., Any] | None = None
+
+    PARTS: ClassVar[tuple[str, ...]] = ("madds", "build")
+
+    def missing(self) -> list[str]:
+        return [p for p in self.PARTS if getattr(self, p) is None]
+
+    def part(self, name: str) -> Callable[..., Any]:
+        """The attached `madds` or `build`; a kind without it is a registry bug, reported as such."""
+        fn = getattr(self, name)
+        if fn is None:
+            raise LookupError(f"block kind {self.kind!r} has no {name!r} attached "
+                              f"(register it with nas.{'madds.register_madds' if name == 'madds' else 'blocks.register_block'})")
+        return fn  # type: ignore[no-any-return]
+
+
+_BLOCK_KINDS: dict[str, BlockKind] = {}
+
+
+def register_block_kind(cls: type) -> type:
+    """Class decorator: register a block config class under its `kind`. A second kind of that name raises."""
+    kind = cls.kind  # type: ignore[attr-defined]
+    if kind in _BLOCK_KINDS:
+        raise ValueError(f"block kind {kind!r} is registered twice ({_BLOCK_KINDS[kind].cfg_cls.__name__}, {cls.__name__})")
+    _BLOCK_KINDS[kind] = BlockKind(kind, cls)
+    return cls
+
+
+def attach_block_part(cfg_cls: type, part: str, fn: Callable[..., Any]) -> None:
+    """Attach the `madds` or `build` part to the kind of `cfg_cls`; attaching a part twice raises."""
+    rec = _BLOCK_KINDS.get(getattr(cfg_cls, "kind", ""))
+    if rec is None or rec.cfg_cls is not cfg_cls:
+        raise ValueError(f"{cfg_cls.__name__} is not a registered block config (kinds: {', '.join(_BLOCK_KINDS)})")
+    if part not in BlockKind.PARTS:
+        raise ValueError(f"unknown block part {part!r} (parts: {', '.join(BlockKind.PARTS)})")
+    if getattr(rec, part) is not None:
+        raise ValueError(f"block kind {rec.kind!r} has its {part!r} registered twice")
+    setattr(rec, part, fn)
+
+
+def block_kind(kind: Any, *, where: str = "") -> BlockKind:
+    """The record of `kind`; an unknown kind is a ConfigError listing the valid ones."""
+    rec = _BLOCK_KINDS.get(kind) if isinstance(kind, str) else None
+    if rec is None:
+        raise ConfigError(f"{where + ': ' if where else ''}unknown block kind {kind!r}",
+                          f"{did_you_mean(kind, _BLOCK_KINDS)}valid kinds: {', '.join(_BLOCK_KINDS)}")
+    return rec
+
+
+def list_block_kinds() -> list[str]:
+    """Every registered block kind, in registration order."""
+    return list(_BLOCK_KINDS)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Block configs. Input channels are never stored: the builder threads them through the network.
 
 
+@register_block_kind
 @dataclass(frozen=True)
 class IRCfg(_Cfg):
     """MobileNetV2 inverted residual: 1x1 expand -> dw kxk -> 1x1 project; residual when shapes allow."""
@@ -129,6 +212,7 @@ class IRCfg(_Cfg):
         return make_divisible(round(cin * self.expand), 8)
 
 
+@register_block_kind
 @dataclass(frozen=True)
 class BneckLiteCfg(_Cfg):
     """Mobile-Former bneck-lite: dw3x3 with channel multiplier -> act -> (grouped) linear 1x1."""
@@ -148,6 +232,7 @@ class BneckLiteCfg(_Cfg):
         _check_choice("bneck_lite", "act", self.act, ACTIVATIONS)
 
 
+@register_block_kind
 @dataclass(frozen=True)
 class MobileViTCfg(_Cfg):
     """MobileViT block (v1/v2/v3 and cross-family forms); keeps its input channel count.
@@ -187,7 +272,17 @@ class MobileViTCfg(_Cfg):
         if self.attention == "mhsa" and self.dim % self.heads:
             _fail(w, "heads", self.heads, f"a divisor of dim={self.dim}")
 
+    @property
+    def resizes_input(self) -> bool:
+        """How a map whose side the patch does not divide is handled. v2-style blocks (fusion ``none`` and
+        ``v3_merged``: MobileViTv2, MobileViTv3-0.5/0.75/1.0) resize their *input* (bilinear, corners aligned)
+        up to the next multiple of the patch and keep that size as their output, as the reference code does
+        (ml-cvnets' MobileViTBlockv2, timm's MobileVitV2Block). v1-style blocks (``v1``, ``v3``) resize the
+        d-channel map before unfolding and back after folding (corners not aligned), keeping the input size."""
+        return self.fusion in ("none", "v3_merged")
 
+
+@register_block_kind
 @dataclass(frozen=True)
 class MobileFormerCfg(_Cfg):
     """Mobile-Former block: Mobile->Former bridge, Former over the tokens, Mobile sub-block with dynamic
@@ -222,19 +317,14 @@ class MobileFormerCfg(_Cfg):
             _fail(w, "stride", self.stride, "2 for form=downsample")
 
 
-BLOCK_CFGS: dict[str, type[_Cfg]] = {c.kind: c for c in (IRCfg, BneckLiteCfg, MobileViTCfg, MobileFormerCfg)}
 BlockCfg = IRCfg | BneckLiteCfg | MobileViTCfg | MobileFormerCfg
 
 
 def block_from_dict(d: Any, where: str) -> BlockCfg:
     if not isinstance(d, dict) or "kind" not in d:
-        raise ConfigError(f"{where} needs a 'kind'", f"one of: {', '.join(BLOCK_CFGS)}")
-    kind = d["kind"]
-    if kind not in BLOCK_CFGS:
-        close = difflib.get_close_matches(str(kind), list(BLOCK_CFGS), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"{where}: unknown block kind {kind!r}", f"{hint}valid kinds: {', '.join(BLOCK_CFGS)}")
-    return BLOCK_CFGS[kind]._from_dict(d, f"{where} ({kind})")  # type: ignore[return-value]
+        raise ConfigError(f"{where} needs a 'kind'", f"one of: {', '.join(list_block_kinds())}")
+    kind = block_kind(d["kind"], where=where)
+    return kind.cfg_cls._from_dict(d, f"{where} ({kind.kind})")  # type: ignore[attr-defined,no-any-return]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -253,6 +343,14 @@ class StemCfg(_Cfg):
         _check_choice("stem", "stride", self.stride, (1, 2))
         _check_choice("stem", "kernel", self.kernel, (3, 5))
         _check_choice("stem", "act", self.act, ACTIVATIONS)
+
+
+HYPER_REDUCTION = 4  # Mobile-Former DyReLU hyper-MLP squeeze: token dim d -> d // 4 -> 2C
+
+
+def hyper_dim(token_dim: int) -> int:
+    """Hidden width of a DyReLU hyper-MLP (nas.blocks.mobile_former builds it, nas.madds counts it)."""
+    return max(1, token_dim // HYPER_REDUCTION)
 
 
 @dataclass(frozen=True)
@@ -369,15 +467,7 @@ class ArchConfig(_Cfg):
             raise ConfigError(f"an architecture config must be a mapping, got {type(d).__name__}")
         d = dict(d)
         d.pop("arch_id", None)
-        names = [f.name for f in fields(cls)]
-        unknown = [k for k in d if k not in names]
-        if unknown:
-            close = difflib.get_close_matches(str(unknown[0]), names, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"unknown knob {unknown[0]!r} in arch", f"{hint}valid knobs: {', '.join(names)}")
-        for req in ("name", "resolution", "stem", "stages"):
-            if req not in d:
-                raise ConfigError(f"arch is missing {req!r}", "required: name, resolution, stem, stages")
+        _check_keys(d, [f.name for f in fields(cls)], ["name", "resolution", "stem", "stages"], "arch")
         if not isinstance(d["stages"], list) or not d["stages"]:
             raise ConfigError("arch.stages must be a non-empty list of {name, blocks}")
         d["stem"] = StemCfg._from_dict(d["stem"], "stem")

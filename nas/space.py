@@ -2,7 +2,8 @@
 
 A space declares, per *macro* (the network skeleton: ``mobile_former`` at 224 px, ``mobilevit`` at 256 px),
 the domain of every knob: a list is a categorical choice, ``{low, high, step}`` an int/float range, a
-single value a fixed knob (never suggested). Knobs a YAML leaves out keep the defaults of `MACROS`.
+single value a fixed knob (never suggested). Knobs a YAML leaves out keep their defaults, which each macro's
+registered `MacroDef` holds with its sampler (`register_macro`).
 
 `sample_arch` is define-by-run: it calls ``trial.suggest_*`` for the knobs that apply given the knobs already
 drawn (``heads`` only for MHSA, the Mobile-Former token knobs only where tokens exist), so one function samples
@@ -16,10 +17,10 @@ band can be met by the space at all. Nothing here imports torch.
 
 from __future__ import annotations
 
-import difflib
 import math
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,10 +38,12 @@ from nas.config import (
     StageCfg,
     StemCfg,
     TokenCfg,
+    did_you_mean,
     load_yaml,
     make_divisible,
 )
 from nas.errors import BudgetError, ConfigError
+from nas.madds import count_madds
 
 
 def _spaces_dir() -> Path:
@@ -122,74 +125,72 @@ def _pos_num(v: Any) -> bool:
 
 # knob -> (default domain, value check, what a value must be)
 _Check = tuple[Any, Any, str]
-_MF_KNOBS: dict[str, _Check] = {
-    "width_mult": ([0.667, 0.75, 0.833, 1.0], _pos_num, "a number > 0"),
-    "num_tokens": ([3, 4, 6], _pos_int, "an integer >= 1"),
-    "dim": ([128, 192], lambda v: _pos_int(v) and v % 8 == 0, "a multiple of 8"),
-    "attention": (["mhsa", "separable"], lambda v: v in ATTENTIONS, f"one of {', '.join(ATTENTIONS)}"),
-    "ffn_ratio": ([1.0, 2.0, 3.0], _pos_num, "a number > 0"),
-    "expand": ([3, 4], _pos_int, "an integer >= 1"),
-    "expand_late": ([4, 6], _pos_int, "an integer >= 1"),
-    "depth_s2": ([0, 1, 2], _nonneg_int, "an integer >= 0"),
-    "depth_s3": ([1, 2], _nonneg_int, "an integer >= 0"),
-    "depth_s4": ([2, 3, 4], _pos_int, "an integer >= 1"),
-    "depth_s5": ([1, 2, 3], _nonneg_int, "an integer >= 0"),
-    "s4_mixer": (["mobile_former", "mobilevit"], lambda v: v in ("mobile_former", "mobilevit"),
-                 "mobile_former or mobilevit"),
-}
-_VIT_KNOBS: dict[str, _Check] = {
-    "width_mult": ([0.25, 0.375, 0.5, 0.625, 0.75], _pos_num, "a number > 0"),
-    "dim_mult": ([0.375, 0.5, 0.625, 0.75], _pos_num, "a number > 0"),
-    "fusion": (list(MOBILEVIT_FUSIONS), lambda v: v in MOBILEVIT_FUSIONS, f"one of {', '.join(MOBILEVIT_FUSIONS)}"),
-    "attention": (["mhsa", "separable"], lambda v: v in ATTENTIONS, f"one of {', '.join(ATTENTIONS)}"),
-    "local": (list(LOCAL_CONVS), lambda v: v in LOCAL_CONVS, f"one of {', '.join(LOCAL_CONVS)}"),
-    "patch": ([1, 2, 4], lambda v: v in (1, 2, 4, 8), "one of 1, 2, 4, 8"),
-    "heads": ([2, 4], lambda v: v in (1, 2, 4, 8), "one of 1, 2, 4, 8"),
-    "ffn_ratio": ([1.0, 1.5, 2.0], _pos_num, "a number > 0"),
-    "expand": ([2, 3, 4], _pos_num, "a number > 0"),
-    "depth_s2": ([1, 2, 3], _pos_int, "an integer >= 1"),
-    "depth_s3": ([1, 2, 3], _pos_int, "an integer >= 1"),
-    "depth_s4": ([2, 3, 4], _pos_int, "an integer >= 1"),
-    "depth_s5": ([1, 2, 3], _pos_int, "an integer >= 1"),
-    "head_conv": ([False, True], lambda v: isinstance(v, bool), "true or false"),
-    "s5_mixer": (["mobilevit", "mobile_former"], lambda v: v in ("mobile_former", "mobilevit"),
-                 "mobilevit or mobile_former"),
-    "num_tokens": ([3, 4, 6], _pos_int, "an integer >= 1"),
-}
 
-# Fixed numbers of each macro skeleton (`base:` in the YAML may override them).
-_MF_BASE: dict[str, Any] = {
-    # Mobile-Former-294M: stem/bneck 16, stages 24, 48, 96 -> 128, 192; head conv 6*C, FC hidden 10*C (cap 1920)
-    "stem": 16, "widths": [24, 48, 96, 128, 192], "head_conv_mult": 6, "head_hidden_mult": 10,
-    "head_hidden_max": 1920, "dropout": 0.0, "vit_patch": 2, "vit_heads": 4,
-}
-_VIT_BASE: dict[str, Any] = {
-    # MobileViTv2 at width 1.0: layer1..5 channels, attention dims of layers 3-5 (v2 width rule applies)
-    "stem": 32, "widths": [64, 128, 256, 384, 512], "dims": [128, 192, 256], "head_conv_max": 960,
-    "dropout": 0.0, "mf_dim_min": 64,
-}
+
+# ---------------------------------------------------------------------------------------------------------
+# Macros: the registered skeletons (MacroDef) and their parsed, YAML-adjusted form (Macro)
 
 
 @dataclass(frozen=True)
 class Macro:
-    """One network skeleton of the space: its knobs, target resolution, family label and fixed numbers."""
+    """One network skeleton as a space declares it: its registered definition, with the family label,
+    target resolution, knob domains and fixed numbers after the YAML's overrides."""
 
-    name: str
-    prefix: str
+    definition: MacroDef
     label: str
     resolution: int
     knobs: dict[str, Knob]
     base: dict[str, Any]
 
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def prefix(self) -> str:
+        return self.definition.prefix
+
     def __getitem__(self, k: str) -> Knob:
         return self.knobs[k]
 
 
-MACROS: dict[str, tuple[str, str, int, dict[str, _Check], dict[str, Any]]] = {
-    # name: (param prefix, family label, default resolution, knob table, base numbers)
-    "mobile_former": ("mf", "hybrid-MF", 224, _MF_KNOBS, _MF_BASE),
-    "mobilevit": ("vit", "hybrid-ViT", 256, _VIT_KNOBS, _VIT_BASE),
-}
+@dataclass(frozen=True)
+class MacroDef:
+    """A registered macro: what the code knows of a network skeleton before any YAML is read.
+
+    `knobs` gives each knob its default domain, value check and description of a valid value; `base` the
+    default fixed numbers (``base:`` in a YAML overrides them); `sample(draw, macro, num_classes)` builds the
+    architecture, calling ``draw(knob)`` for each knob it needs, in a fixed order (define-by-run);
+    `fusion_label` is the trials table's ``fusion`` for the macro's points when no knob gives it."""
+
+    name: str
+    prefix: str
+    family: str
+    resolution: int
+    knobs: dict[str, _Check]
+    base: dict[str, Any]
+    sample: Callable[[Callable[[str], Any], Macro, int], ArchConfig]
+    fusion_label: str | None = None
+
+
+_MACRO_DEFS: dict[str, MacroDef] = {}
+
+
+def register_macro(mdef: MacroDef) -> MacroDef:
+    """Register a macro under its name; a second macro of that name (or of that parameter prefix) raises."""
+    for other in _MACRO_DEFS.values():
+        if mdef.name == other.name or mdef.prefix == other.prefix:
+            raise ValueError(f"macro {mdef.name!r} (prefix {mdef.prefix!r}) clashes with the registered "
+                             f"{other.name!r} (prefix {other.prefix!r})")
+    _MACRO_DEFS[mdef.name] = mdef
+    return mdef
+
+
+def list_macros() -> list[str]:
+    """Every registered macro name, in registration order."""
+    return list(_MACRO_DEFS)
+
+
 _TOP_KEYS = ("name", "description", "num_classes", "macros")
 _MACRO_KEYS = ("label", "resolution", "knobs", "base", "weight")
 
@@ -204,13 +205,6 @@ class SearchSpace:
     description: str = ""
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def knob_names(self) -> list[str]:
-        """Every knob name of the trials table (``macro`` first), across macros, in declaration order."""
-        names = ["macro"]
-        for m in self.macros.values():
-            names += [k for k in m.knobs if k not in names]
-        return names
 
     def to_yaml(self) -> str:
         """The resolved space (defaults filled in), as written to a run folder's space.yaml."""
@@ -230,9 +224,8 @@ class SearchSpace:
 
 
 def _unknown(key: Any, valid: Any, where: str) -> ConfigError:
-    close = difflib.get_close_matches(str(key), [str(v) for v in valid], n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return ConfigError(f"unknown key {key!r} in {where}", f"{hint}valid keys: {', '.join(map(str, valid))}")
+    return ConfigError(f"unknown key {key!r} in {where}",
+                       f"{did_you_mean(key, valid)}valid keys: {', '.join(map(str, valid))}")
 
 
 def _parse_knob(name: str, spec: Any, check: _Check, where: str) -> Knob:
@@ -287,15 +280,16 @@ def parse_space(data: Any, *, source: str = "<dict>") -> SearchSpace:
     macros_raw = data.get("macros")
     if not isinstance(macros_raw, dict) or not macros_raw:
         raise ConfigError(f"search space {source} needs a non-empty 'macros' mapping",
-                          f"declare one or more of: {', '.join(MACROS)}")
+                          f"declare one or more of: {', '.join(_MACRO_DEFS)}")
     nc = data.get("num_classes", 1000)
     if not _pos_int(nc):
         raise ConfigError(f"search space {source}: num_classes = {nc!r} is invalid", "an integer >= 1")
     macros: dict[str, Macro] = {}
     for mname, mraw in macros_raw.items():
-        if mname not in MACROS:
-            raise _unknown(mname, list(MACROS), f"macros of {source}")
-        prefix, label, res, table, base = MACROS[mname]
+        if mname not in _MACRO_DEFS:
+            raise _unknown(mname, list(_MACRO_DEFS), f"macros of {source}")
+        mdef = _MACRO_DEFS[mname]
+        table, base = mdef.knobs, mdef.base
         mraw = {} if mraw is None else mraw
         where = f"macro {mname!r} of {source}"
         if not isinstance(mraw, dict):
@@ -312,10 +306,10 @@ def parse_space(data: Any, *, source: str = "<dict>") -> SearchSpace:
                                 or not all(_pos_int(v) for v in merged[k])):
                 raise ConfigError(f"{where}: base.{k} = {merged[k]!r} is invalid",
                                   f"a list of {len(base[k])} positive integers")
-        r = mraw.get("resolution", res)
+        r = mraw.get("resolution", mdef.resolution)
         if not _pos_int(r) or r < 16:
             raise ConfigError(f"{where}: resolution = {r!r} is invalid", "an integer >= 16 (e.g. 224 or 256)")
-        macros[mname] = Macro(mname, prefix, str(mraw.get("label", label)), r, knobs, merged)
+        macros[mname] = Macro(mdef, str(mraw.get("label", mdef.family)), r, knobs, merged)
     return SearchSpace(name=str(data.get("name", Path(source).stem)), macros=macros, num_classes=nc,
                        description=str(data.get("description", "")).strip(), source=source, raw=data)
 
@@ -340,22 +334,46 @@ def sample_arch(trial: Trial, space: SearchSpace) -> ArchConfig:
     names = list(space.macros)
     macro_name = names[0] if len(names) == 1 else trial.suggest_categorical("macro", names)
     macro = space.macros[macro_name]
-    if macro_name == "mobile_former":
-        return _sample_mf(trial, macro, space)
-    return _sample_vit(trial, macro, space)
+
+    def draw(knob: str) -> Any:
+        return macro[knob].suggest(trial, macro.prefix)
+
+    return macro.definition.sample(draw, macro, space.num_classes)
 
 
-def _sample_mf(trial: Trial, m: Macro, space: SearchSpace) -> ArchConfig:
-    p, b = m.prefix, m.base
+# The two macros. Each knob table gives: knob -> (default domain, value check, what a value must be); each
+# base the fixed numbers of the skeleton (``base:`` in the YAML may override them).
 
-    def s(k: str) -> Any:
-        return m[k].suggest(trial, p)
+_MF_KNOBS: dict[str, _Check] = {
+    "width_mult": ([0.667, 0.75, 0.833, 1.0], _pos_num, "a number > 0"),
+    "num_tokens": ([3, 4, 6], _pos_int, "an integer >= 1"),
+    "dim": ([128, 192], lambda v: _pos_int(v) and v % 8 == 0, "a multiple of 8"),
+    "attention": (["mhsa", "separable"], lambda v: v in ATTENTIONS, f"one of {', '.join(ATTENTIONS)}"),
+    "ffn_ratio": ([1.0, 2.0, 3.0], _pos_num, "a number > 0"),
+    "expand": ([3, 4], _pos_int, "an integer >= 1"),
+    "expand_late": ([4, 6], _pos_int, "an integer >= 1"),
+    "depth_s2": ([0, 1, 2], _nonneg_int, "an integer >= 0"),
+    "depth_s3": ([1, 2], _nonneg_int, "an integer >= 0"),
+    "depth_s4": ([2, 3, 4], _pos_int, "an integer >= 1"),
+    "depth_s5": ([1, 2, 3], _nonneg_int, "an integer >= 0"),
+    "s4_mixer": (["mobile_former", "mobilevit"], lambda v: v in ("mobile_former", "mobilevit"),
+                 "mobile_former or mobilevit"),
+}
+_MF_BASE: dict[str, Any] = {
+    # Mobile-Former-294M: stem/bneck 16, stages 24, 48, 96 -> 128, 192; head conv 6*C, FC hidden 10*C (cap 1920)
+    "stem": 16, "widths": [24, 48, 96, 128, 192], "head_conv_mult": 6, "head_hidden_mult": 10,
+    "head_hidden_max": 1920, "dropout": 0.0, "vit_patch": 2, "vit_heads": 4,
+}
 
-    w = s("width_mult")
-    num_tokens, dim, attention, ffn_ratio = s("num_tokens"), s("dim"), s("attention"), s("ffn_ratio")
-    expand, expand_late = s("expand"), s("expand_late")
-    d2, d3, d4, d5 = s("depth_s2"), s("depth_s3"), s("depth_s4"), s("depth_s5")
-    mixer = s("s4_mixer")
+
+def _sample_mobile_former(draw: Callable[[str], Any], m: Macro, num_classes: int) -> ArchConfig:
+    """Mobile-Former-294M's skeleton: bneck-lite, then Mobile-Former stages s2-s5 (or a MobileViT stage as s4)."""
+    b = m.base
+    w = draw("width_mult")
+    num_tokens, dim, attention, ffn_ratio = draw("num_tokens"), draw("dim"), draw("attention"), draw("ffn_ratio")
+    expand, expand_late = draw("expand"), draw("expand_late")
+    d2, d3, d4, d5 = draw("depth_s2"), draw("depth_s3"), draw("depth_s4"), draw("depth_s5")
+    mixer = draw("s4_mixer")
     stem = make_divisible(b["stem"] * w, 4)
     c1, c2, c3a, c3b, c4 = (make_divisible(c * w, 8) for c in b["widths"])
 
@@ -383,23 +401,51 @@ def _sample_mf(trial: Trial, m: Macro, space: SearchSpace) -> ArchConfig:
     tokens = TokenCfg(num_tokens=num_tokens, dim=dim, ffn_ratio=float(ffn_ratio), former_heads=4, bridge_heads=2,
                       attention=attention, final_bridge=True)
     return ArchConfig(name="searched", resolution=m.resolution, stem=StemCfg(out=stem, stride=2, act="relu6"),
-                      stages=tuple(stages), head=head, tokens=tokens, num_classes=space.num_classes,
+                      stages=tuple(stages), head=head, tokens=tokens, num_classes=num_classes,
                       family=m.label)
 
 
-def _sample_vit(trial: Trial, m: Macro, space: SearchSpace) -> ArchConfig:
-    p, b = m.prefix, m.base
+register_macro(MacroDef("mobile_former", "mf", "hybrid-MF", 224, _MF_KNOBS, _MF_BASE, _sample_mobile_former,
+                        fusion_label="bridge"))
 
-    def s(k: str) -> Any:
-        return m[k].suggest(trial, p)
 
-    w, dm = s("width_mult"), s("dim_mult")
-    fusion, attention, local, patch = s("fusion"), s("attention"), s("local"), s("patch")
-    heads = s("heads") if attention == "mhsa" else 4
-    ffn_ratio, expand = s("ffn_ratio"), s("expand")
-    d2, d3, d4, d5 = s("depth_s2"), s("depth_s3"), s("depth_s4"), s("depth_s5")
-    head_conv, mixer = s("head_conv"), s("s5_mixer")
-    num_tokens = s("num_tokens") if mixer == "mobile_former" else None
+_VIT_KNOBS: dict[str, _Check] = {
+    "width_mult": ([0.25, 0.375, 0.5, 0.625, 0.75], _pos_num, "a number > 0"),
+    "dim_mult": ([0.375, 0.5, 0.625, 0.75], _pos_num, "a number > 0"),
+    "fusion": (list(MOBILEVIT_FUSIONS), lambda v: v in MOBILEVIT_FUSIONS, f"one of {', '.join(MOBILEVIT_FUSIONS)}"),
+    "attention": (["mhsa", "separable"], lambda v: v in ATTENTIONS, f"one of {', '.join(ATTENTIONS)}"),
+    "local": (list(LOCAL_CONVS), lambda v: v in LOCAL_CONVS, f"one of {', '.join(LOCAL_CONVS)}"),
+    "patch": ([1, 2, 4], lambda v: v in (1, 2, 4, 8), "one of 1, 2, 4, 8"),
+    "heads": ([2, 4], lambda v: v in (1, 2, 4, 8), "one of 1, 2, 4, 8"),
+    "ffn_ratio": ([1.0, 1.5, 2.0], _pos_num, "a number > 0"),
+    "expand": ([2, 3, 4], _pos_num, "a number > 0"),
+    "depth_s2": ([1, 2, 3], _pos_int, "an integer >= 1"),
+    "depth_s3": ([1, 2, 3], _pos_int, "an integer >= 1"),
+    "depth_s4": ([2, 3, 4], _pos_int, "an integer >= 1"),
+    "depth_s5": ([1, 2, 3], _pos_int, "an integer >= 1"),
+    "head_conv": ([False, True], lambda v: isinstance(v, bool), "true or false"),
+    "s5_mixer": (["mobilevit", "mobile_former"], lambda v: v in ("mobile_former", "mobilevit"),
+                 "mobilevit or mobile_former"),
+    "num_tokens": ([3, 4, 6], _pos_int, "an integer >= 1"),
+}
+
+_VIT_BASE: dict[str, Any] = {
+    # MobileViTv2 at width 1.0: layer1..5 channels, attention dims of layers 3-5 (v2 width rule applies)
+    "stem": 32, "widths": [64, 128, 256, 384, 512], "dims": [128, 192, 256], "head_conv_max": 960,
+    "dropout": 0.0, "mf_dim_min": 64,
+}
+
+
+def _sample_mobilevit(draw: Callable[[str], Any], m: Macro, num_classes: int) -> ArchConfig:
+    """MobileViTv2's skeleton: mv2 layers 1-2, then mv2 + MobileViT block in layers 3-5 (or Mobile-Former layer5)."""
+    b = m.base
+    w, dm = draw("width_mult"), draw("dim_mult")
+    fusion, attention, local, patch = draw("fusion"), draw("attention"), draw("local"), draw("patch")
+    heads = draw("heads") if attention == "mhsa" else 4
+    ffn_ratio, expand = draw("ffn_ratio"), draw("expand")
+    d2, d3, d4, d5 = draw("depth_s2"), draw("depth_s3"), draw("depth_s4"), draw("depth_s5")
+    head_conv, mixer = draw("head_conv"), draw("s5_mixer")
+    num_tokens = draw("num_tokens") if mixer == "mobile_former" else None
     # MobileViTv2 width rule (make_divisible as the authors'): stem clipped to 16..64, layer1 by 16, rest by 8
     stem = make_divisible(min(max(b["stem"] * w, 16), 64), 8, 16)
     c1 = make_divisible(b["widths"][0] * w, 16)
@@ -432,8 +478,11 @@ def _sample_vit(trial: Trial, m: Macro, space: SearchSpace) -> ArchConfig:
     head = HeadCfg(conv=min(4 * c5, b["head_conv_max"]) if head_conv else None, conv_act="swish",
                    concat_token=tokens is not None, dropout=b["dropout"])
     return ArchConfig(name="searched", resolution=m.resolution, stem=StemCfg(out=stem, stride=2, act="swish"),
-                      stages=tuple(stages), head=head, tokens=tokens, num_classes=space.num_classes,
+                      stages=tuple(stages), head=head, tokens=tokens, num_classes=num_classes,
                       family=m.label)
+
+
+register_macro(MacroDef("mobilevit", "vit", "hybrid-ViT", 256, _VIT_KNOBS, _VIT_BASE, _sample_mobilevit))
 
 
 def replay(params: dict[str, Any], space: SearchSpace) -> ArchConfig:
@@ -459,8 +508,9 @@ def knob_values(params: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
             out[k] = params[key]
         elif knob.fixed:
             out[k] = knob.choices[0]  # type: ignore[index]
-    if macro_name == "mobile_former":
-        out["fusion"] = "bridge"
+    fusion = m.definition.fusion_label
+    if fusion:
+        out["fusion"] = fusion
     return out
 
 
@@ -564,12 +614,6 @@ class BudgetScreen:
         return int(self.min_budget * self.budget)
 
 
-def _madds(arch: ArchConfig) -> int:
-    from nas.madds import count_madds
-
-    return int(count_madds(arch))
-
-
 def minimum_point(space: SearchSpace) -> tuple[int, dict[str, Any]]:
     """The smallest analytic MAdds of the space: coordinate descent from each macro's smallest values."""
     best: tuple[int, dict[str, Any]] | None = None
@@ -579,14 +623,14 @@ def minimum_point(space: SearchSpace) -> tuple[int, dict[str, Any]]:
         for k in free:
             vals = k.values()
             params[f"{m.prefix}.{k.name}"] = min(vals) if all(_is_num(v) for v in vals) else vals[0]
-        cur = _madds(_replay_fast(params, space))
+        cur = count_madds(_replay_fast(params, space))
         for _ in range(3):  # a few passes: knobs interact (e.g. heads only with mhsa)
             changed = False
             for k in free:
                 key = f"{m.prefix}.{k.name}"
                 for v in k.values():
                     trial = dict(params, **{key: v})
-                    mm = _madds(_replay_fast(trial, space))
+                    mm = count_madds(_replay_fast(trial, space))
                     if mm < cur:
                         cur, params, changed = mm, trial, True
             if not changed:
@@ -631,7 +675,7 @@ def screen_budget(space: SearchSpace, budget: int, *, min_budget: float = 0.0, s
             arch = sample_arch(t, space)
         except ConfigError:
             continue
-        mm = _madds(arch)
+        mm = count_madds(arch)
         hi_m = max(hi_m, mm)
         if lo_m is None or mm < lo_m:
             lo_m, lo_p = mm, dict(t.params)

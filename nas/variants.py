@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
-import difflib
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-from nas.config import ArchConfig, load_yaml
+from nas.config import ArchConfig, did_you_mean, load_yaml
 from nas.errors import ConfigError
 
 ZOO = Path(__file__).parent / "zoo"
@@ -37,9 +36,8 @@ def published(name: str) -> dict[str, Any]:
 
 def _check_name(name: str) -> None:
     if name not in _published():
-        close = difflib.get_close_matches(name, list_variants(), n=3)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise ConfigError(f"unknown variant {name!r}", f"{hint}`nas variants` lists the {len(_published())} names")
+        raise ConfigError(f"unknown variant {name!r}",
+                          f"{did_you_mean(name, list_variants(), n=3)}`nas variants` lists the {len(_published())} names")
 
 
 @cache

@@ -242,12 +242,11 @@ def test_bridges_match_explicit_attention():
     torch.testing.assert_close(f2m(x, z), x + y)
 
 
-def test_hyper_mlp_width_is_shared_with_the_analytic_count():
-    from nas.blocks.mobile_former import HYPER_REDUCTION
-    from nas.madds.mobile_former import _HYPER_REDUCTION
+def test_hyper_mlp_width_is_the_configs():
+    from nas.config import hyper_dim
 
-    assert HYPER_REDUCTION == _HYPER_REDUCTION
-    assert DynamicReLU(8, 192).hyper[0].out_features == 48
+    assert DynamicReLU(8, 192).hyper[0].out_features == hyper_dim(192) == 48
+    assert DynamicReLU(8, 3).hyper[0].out_features == hyper_dim(3) == 1
 
 
 def test_dynamic_relu_slopes_come_from_the_token():
@@ -291,12 +290,6 @@ def test_mobile_former_without_tokens_is_a_config_error():
     with pytest.raises(ConfigError, match="tokens") as e:
         ArchConfig.from_dict(_small_arch())
     assert e.value.hint and "num_tokens" in e.value.hint
-    with pytest.raises(ConfigError, match="needs global tokens"):
-        block_factory("mobile_former")(MobileFormerCfg(out=8), 8, BuildContext(tokens=None))
-    from nas.madds import mobile_former as mf_madds
-
-    with pytest.raises(ConfigError, match="needs global tokens"):
-        mf_madds.mobile_former_madds(MobileFormerCfg(out=8), 8, 16, 16, None)
 
 
 def test_widths_not_divisible_by_heads_or_groups_are_config_errors():

@@ -1,5 +1,6 @@
 """MobileViT v1/v2/v3: the 16 published variants to the parameter, MAdds (fvcore vs analytic vs published),
-forward/backward at 32 px and at target resolution for cross-family points, unfold/fold, bad configs."""
+the v2 rule for maps the patch does not divide, forward/backward at 32 px and at target resolution for
+cross-family points, unfold/fold, bad configs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nas.blocks import BuildContext
@@ -23,6 +25,8 @@ from nas.profile import Profile, fvcore_profile
 from nas.variants import get_variant, list_variants, published
 
 MOBILEVIT = [n for n in list_variants() if published(n)["family"].startswith("MobileViT")]
+# MobileViTv2 and MobileViTv3-0.5/0.75/1.0: blocks that resize their input and keep the new size
+V2_STYLE = [n for n in MOBILEVIT if any(isinstance(b, MobileViTCfg) and b.resizes_input for b in get_variant(n).blocks)]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -60,6 +64,41 @@ def test_exact_params_and_every_matmul_counted(name):
 @pytest.mark.parametrize("name", MOBILEVIT)
 def test_analytic_madds_match_fvcore(name):
     assert _rel(count_madds(get_variant(name)), _profile(name).madds) < 0.005
+
+
+def test_ten_v2_style_variants():
+    assert V2_STYLE == [f"mobilevitv2_{w}" for w in ("050", "075", "100", "125", "150", "175", "200")] + [
+        f"mobilevitv3_{w}" for w in ("050", "075", "100")]
+
+
+@pytest.mark.parametrize("name", V2_STYLE)
+def test_analytic_madds_match_fvcore_at_224px(name):
+    # 224 px leaves layer5 a 7x7 map, which these blocks resize up to 8x8 and keep (counted by both).
+    cfg = get_variant(name)
+    prof = fvcore_profile(build_model(cfg), 224)
+    assert prof.uncounted_matmuls == {}
+    assert count_madds(cfg, 224) == prof.madds
+
+
+def _map_sizes(cfg: ArchConfig, res: int) -> dict[str, int]:
+    model = build_model(cfg).eval()
+    sizes = {}
+    with torch.no_grad():
+        x, z = model.stem(torch.zeros(1, 3, res, res)), None
+        for name, blocks in model.stages.items():
+            for blk in blocks:
+                x, z = blk(x, z)
+            sizes[name] = x.shape[-1]
+    return sizes
+
+
+def test_mobilevitv2_100_ends_on_8x8_at_224_and_256px():
+    # As ml-cvnets' MobileViTBlockv2 and timm's MobileVitV2Block: layer5's 7x7 input is resized to 8x8 and kept.
+    cfg = get_variant("mobilevitv2_100")
+    assert _map_sizes(cfg, 224) == {"layer1": 112, "layer2": 56, "layer3": 28, "layer4": 14, "layer5": 8}
+    assert _map_sizes(cfg, 256) == {"layer1": 128, "layer2": 64, "layer3": 32, "layer4": 16, "layer5": 8}
+    # v1-style blocks keep the input size: MobileViT-XS ends on 7x7 at 224 px
+    assert _map_sizes(get_variant("mobilevit_xs"), 224)["layer5"] == 7
 
 
 @pytest.mark.parametrize("name", MOBILEVIT)
@@ -114,7 +153,8 @@ def _fwd_bwd(model: nn.Module, res: int, classes: int) -> None:
 @pytest.mark.parametrize("name", MOBILEVIT)
 def test_forward_backward_at_32px(name):
     cfg = get_variant(name)
-    # Plain build: stem stride 2, layer5 runs on a 1x1 map (resized to 2x2 for the 2x2 patches and back).
+    # Plain build: stem stride 2, layer5's MobileViT block gets a 1x1 map (v1-style: resized to 2x2 for the
+    # 2x2 patches and back; v2-style: resized to 2x2 and kept).
     _fwd_bwd(build_model(cfg, num_classes=10), 32, 10)
     # Proxy build for 32 px inputs (stem stride 1): maps divisible by the patch, no resize.
     _fwd_bwd(build_model(cfg, num_classes=10, input_size=32), 32, 10)
@@ -221,8 +261,20 @@ def test_block_params_closed_form_and_shape(fusion, attention):
                        local="dw" if fusion.startswith("v3") else "full")
     blk = MobileViTBlock(cfg, 20, BuildContext(tokens=None))
     assert count_params(blk) == _closed_form_params(cfg, 20)
-    y, tok = blk(torch.randn(2, 20, 7, 5), None)  # odd sizes: resized to 8x6 for the patches and back
-    assert y.shape == (2, 20, 7, 5) and tok is None
+    # odd sizes: resized to 8x6 for the patches, then back (v1-style) or kept (v2-style)
+    y, tok = blk(torch.randn(2, 20, 7, 5), None)
+    assert y.shape == ((2, 20, 8, 6) if cfg.resizes_input else (2, 20, 7, 5)) and tok is None
+
+
+@pytest.mark.parametrize("fusion", ["none", "v3_merged"])
+def test_v2_style_block_runs_on_its_input_resized_with_aligned_corners(fusion):
+    torch.manual_seed(0)
+    cfg = MobileViTCfg(dim=16, ffn_dim=32, depth=1, patch=4, attention="separable", fusion=fusion, local="dw")
+    blk = MobileViTBlock(cfg, 8, BuildContext(tokens=None)).eval()
+    x = torch.randn(2, 8, 7, 10)
+    resized = F.interpolate(x, size=(8, 12), mode="bilinear", align_corners=True)
+    with torch.no_grad():
+        torch.testing.assert_close(blk(x, None)[0], blk(resized, None)[0])
 
 
 @pytest.mark.parametrize("patch", [1, 2, 4])

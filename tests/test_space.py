@@ -10,12 +10,15 @@ from nas.errors import BudgetError, ConfigError
 from nas.madds import count_madds
 from nas.space import (
     SPACES_DIR,
+    MacroDef,
     RandomTrial,
     check_budget,
     knob_values,
+    list_macros,
     load_space,
     parse_budget,
     parse_space,
+    register_macro,
     replay,
     sample_arch,
     screen_budget,
@@ -86,12 +89,26 @@ def test_published_variants_are_points_of_the_space(name, params):
     assert replay(params, load_space()).arch_id == get_variant(name).arch_id
 
 
+def test_macros_are_registered_once():
+    assert list_macros() == ["mobile_former", "mobilevit"]
+    space = load_space()
+    for name, m in space.macros.items():
+        assert m.definition.name == m.name == name
+    with pytest.raises(ValueError, match="clashes"):
+        register_macro(space.macros["mobilevit"].definition)
+    with pytest.raises(ValueError, match="prefix 'mf'"):
+        register_macro(MacroDef("other", "mf", "x", 64, {}, {}, space.macros["mobilevit"].definition.sample))
+    assert list_macros() == ["mobile_former", "mobilevit"]
+
+
 def test_knob_values_strip_prefix_and_tag_fusion():
     space = load_space()
     t = RandomTrial(5)
     sample_arch(t, space)
     kv = knob_values(t.params, space)
     assert kv["macro"] in space.macros and all("." not in k for k in kv)
+    mf = knob_values({"macro": "mobile_former"}, space)
+    assert mf["fusion"] == "bridge"
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -1,4 +1,5 @@
-"""One registry of block kinds: kind -> module factory. Every block obeys one contract:
+"""The torch layer of the block-kind registry: each kind attaches its module factory to its `BlockKind`
+record (nas.config). Every block obeys one contract:
 
     factory(cfg, cin: int, ctx: BuildContext) -> nn.Module with .out_channels, forward(x, tokens) -> (x, tokens)
 
@@ -7,12 +8,11 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from nas.config import TokenCfg
-from nas.errors import ConfigError
+from nas.config import BlockKind, TokenCfg, attach_block_part, block_kind, list_block_kinds
 
 
 @dataclass(frozen=True)
@@ -20,33 +20,27 @@ class BuildContext:
     tokens: TokenCfg | None
 
 
-_FACTORIES: dict[str, Callable] = {}
+def register_block(cfg_cls: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: attach `factory` as the module factory of the block kind of `cfg_cls` (twice raises)."""
 
-
-def register_block(kind: str):
-    def deco(fn: Callable) -> Callable:
-        if kind in _FACTORIES:
-            raise ValueError(f"block kind {kind!r} is registered twice")
-        _FACTORIES[kind] = fn
-        return fn
+    def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
+        attach_block_part(cfg_cls, "build", factory)
+        return factory
 
     return deco
 
 
-def block_factory(kind: str) -> Callable:
-    _load()
-    if kind not in _FACTORIES:
-        close = difflib.get_close_matches(kind, list(_FACTORIES), n=1)
-        raise ConfigError(f"no block kind {kind!r}", f"{'did you mean ' + repr(close[0]) + '? ' if close else ''}"
-                          f"registered: {', '.join(sorted(_FACTORIES))}")
-    return _FACTORIES[kind]
+def block_factory(kind: str) -> Callable[..., Any]:
+    """The module factory of `kind`; an unknown kind is a ConfigError listing the valid ones."""
+    return block_kind(kind).part("build")
 
 
-def registered_kinds() -> list[str]:
-    _load()
-    return sorted(_FACTORIES)
+def block_kinds() -> list[BlockKind]:
+    """Every registered block kind, with its three parts loaded (config class, analytic MAdds, module factory)."""
+    import nas.madds  # noqa: F401  (attaches the counts)
+
+    return [block_kind(k) for k in list_block_kinds()]
 
 
-def _load() -> None:
-    # Importing the block modules registers them.
-    from nas.blocks import common, mobile_former, mobilevit  # noqa: F401
+# Importing the block modules attaches their factories (they import the names defined above).
+from nas.blocks import common, mobile_former, mobilevit  # noqa: E402, F401

@@ -86,4 +86,4 @@ class InvertedResidual(nn.Module):
         return (x + y if self.use_res else y), tokens
 
 
-register_block("ir")(InvertedResidual)
+register_block(IRCfg)(InvertedResidual)

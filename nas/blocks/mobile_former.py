@@ -34,15 +34,8 @@ from torch import nn
 from nas.blocks import BuildContext, register_block
 from nas.blocks.attention import SeparableSelfAttention
 from nas.blocks.common import ConvBNAct
-from nas.config import BneckLiteCfg, MobileFormerCfg, TokenCfg
+from nas.config import BneckLiteCfg, MobileFormerCfg, TokenCfg, hyper_dim
 from nas.errors import ConfigError
-
-HYPER_REDUCTION = 4  # DyReLU hyper-MLP squeeze: d -> d // 4 -> 2C
-
-
-def hyper_dim(token_dim: int) -> int:
-    """Width of the DyReLU hyper-MLP's hidden layer (shared with the analytic MAdds count)."""
-    return max(1, token_dim // HYPER_REDUCTION)
 
 
 def _need_divisible(what: str, value: int, by: int, knob: str) -> None:
@@ -187,9 +180,7 @@ class MobileFormerBlock(nn.Module):
     def __init__(self, cfg: MobileFormerCfg, cin: int, ctx: BuildContext):
         super().__init__()
         tok = ctx.tokens
-        if tok is None:
-            raise ConfigError("a mobile_former block needs global tokens, but the network has none",
-                              "add tokens: {num_tokens: 6, dim: 192} to the architecture")
+        assert tok is not None  # ArchConfig refuses Mobile-Former blocks in a network without tokens
         g, out = cfg.groups, cfg.out
         d = tok.dim
         self.form = cfg.form
@@ -230,9 +221,7 @@ class MobileFormerBlock(nn.Module):
         y = self.conv2(self.act1(self.shuffle1(self.conv1(x)), t0))
         return y + self.conv4(self.act3(self.shuffle3(self.conv3(y)), t0))
 
-    def forward(self, x: torch.Tensor, tokens: torch.Tensor | None):
-        if tokens is None:
-            raise ConfigError("a mobile_former block ran without tokens", "build the network with tokens: set")
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor):
         z = self.former(self.mobile_to_former(x, tokens))
         y = self._mobile(x, z[:, 0])
         if self.use_res:
@@ -245,8 +234,8 @@ def make_final_bridge(cin: int, tokens: TokenCfg) -> nn.Module:
     return MobileToFormer(cin, tokens)
 
 
-register_block("bneck_lite")(BneckLite)
-register_block("mobile_former")(MobileFormerBlock)
+register_block(BneckLiteCfg)(BneckLite)
+register_block(MobileFormerCfg)(MobileFormerBlock)
 
 __all__ = ["BneckLite", "ChannelShuffle", "DynamicReLU", "Former", "FormerToMobile", "MobileFormerBlock",
            "MobileToFormer", "make_final_bridge"]

@@ -12,10 +12,17 @@ whole [d, P, N] map of one image (v2's layer_norm_2d), applied in the channels-l
 same Linear layers serve both (a 1x1 conv on [B, d, P, N] and a Linear on [B, P, N, d] are the same op
 with the same parameters and multiply-adds).
 
-A feature map whose side is not a multiple of the patch size is resized (bilinear) to the next multiple
-before unfolding and back after folding, on the d-channel map, so every block keeps its input size and any
-input resolution works (a 1x1 map with patch 2 becomes 2x2 and back). The published variants at 256 px
-never resize.
+A feature map whose side is not a multiple of the patch size is resized (bilinear) up to the next multiple,
+so any input resolution works, by one of two rules (`MobileViTCfg.resizes_input`), each that of its
+reference code:
+
+* v1-style blocks (fusion ``v1``, ``v3``; ml-cvnets' MobileViTBlock): the d-channel map is resized before
+  unfolding and back after folding (corners not aligned); the block keeps its input size.
+* v2-style blocks (fusion ``none``, ``v3_merged``; ml-cvnets' MobileViTBlockv2, timm's MobileVitV2Block):
+  the block's input is resized (corners aligned) before the local rep and the block keeps the new size, so
+  MobileViTv2-1.0 at 224 px ends on an 8x8 map (7x7 resized up), as the reference does.
+
+The published variants at 256 px never resize.
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ from nas.blocks import BuildContext, register_block
 from nas.blocks.attention import make_attention
 from nas.blocks.common import Conv2d, ConvBNAct, make_act
 from nas.config import MobileViTCfg
-from nas.errors import ConfigError
 
 
 class ChannelsLastGroupNorm(nn.GroupNorm):
@@ -69,15 +75,22 @@ class TransformerLayer(nn.Module):
         return x + self.ffn(self.norm_ffn(x))
 
 
-def unfold_patches(x: torch.Tensor, patch: int) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int] | None]:
-    """[B, d, H, W] -> [B, P, N, d]; resizes H, W up to multiples of `patch` first. Also returns the patch
-    grid size in pixels and the original size to restore (None when no resize happened)."""
-    b, d, h, w = x.shape
+def resize_to_patch_grid(x: torch.Tensor, patch: int, *, align_corners: bool) -> torch.Tensor:
+    """Resize [B, C, H, W] (bilinear) up to the next multiples of `patch`; unchanged when already multiples."""
+    h, w = x.shape[-2:]
     hp, wp = -(-h // patch) * patch, -(-w // patch) * patch
-    orig = None
-    if (hp, wp) != (h, w):
-        x = F.interpolate(x, size=(hp, wp), mode="bilinear", align_corners=False)
-        orig = (h, w)
+    if (hp, wp) == (h, w):
+        return x
+    return F.interpolate(x, size=(hp, wp), mode="bilinear", align_corners=align_corners)
+
+
+def unfold_patches(x: torch.Tensor, patch: int) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int] | None]:
+    """[B, d, H, W] -> [B, P, N, d]; resizes H, W up to multiples of `patch` first (the v1 rule). Also returns
+    the patch grid size in pixels and the original size to restore (None when no resize happened)."""
+    b, d, h, w = x.shape
+    x = resize_to_patch_grid(x, patch, align_corners=False)
+    hp, wp = x.shape[-2:]
+    orig = None if (hp, wp) == (h, w) else (h, w)
     nh, nw = hp // patch, wp // patch
     x = x.reshape(b, d, nh, patch, nw, patch).permute(0, 3, 5, 2, 4, 1)
     return x.reshape(b, patch * patch, nh * nw, d), (hp, wp), orig
@@ -96,17 +109,16 @@ def fold_patches(x: torch.Tensor, patch: int, hw: tuple[int, int], orig: tuple[i
 
 
 class MobileViTBlock(nn.Module):
-    """One MobileViT block (v1 / v2 / v3 / cross forms); keeps channels and spatial size."""
+    """One MobileViT block (v1 / v2 / v3 / cross forms); keeps its channels, and its spatial size unless a
+    v2-style block resizes its input up to the patch grid (see the module docstring)."""
 
     def __init__(self, cfg: MobileViTCfg, cin: int, ctx: BuildContext):
         super().__init__()
-        if cfg.attention == "mhsa" and cfg.dim % cfg.heads:
-            raise ConfigError(f"mobilevit.heads = {cfg.heads} does not divide dim = {cfg.dim}",
-                              "pick heads that divide dim (e.g. 4 for dim 64/80/96)")
         d = cfg.dim
         self.cfg = cfg
         self.patch = cfg.patch
         self.fusion_kind = cfg.fusion
+        self.resizes_input = cfg.resizes_input
         self.local_rep = nn.Sequential(
             ConvBNAct(cin, cin, 3, groups=cin if cfg.local == "dw" else 1, act=cfg.act),
             Conv2d(cin, d, 1, bias=False),
@@ -127,6 +139,8 @@ class MobileViTBlock(nn.Module):
         self.out_channels = cin
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor | None):
+        if self.resizes_input:  # v2 rule: work, and stay, on the input resized up to the patch grid
+            x = resize_to_patch_grid(x, self.patch, align_corners=True)
         local = self.local_rep(x)
         patches, hw, orig = unfold_patches(local, self.patch)
         glob = fold_patches(self.global_rep(patches), self.patch, hw, orig)
@@ -141,4 +155,4 @@ class MobileViTBlock(nn.Module):
         return y, tokens  # "none" (v2): no fusion, no residual
 
 
-register_block("mobilevit")(MobileViTBlock)
+register_block(MobileViTCfg)(MobileViTBlock)

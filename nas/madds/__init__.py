@@ -4,24 +4,24 @@ It mirrors what `nas.profile.fvcore_profile` counts (fvcore's conventions: a con
 multiply-adds without bias, eval BatchNorm 2 per element, LayerNorm / GroupNorm 5 per element, elementwise
 ops and activations 0), so the two agree within 0.5% on every published variant and random point.
 
-Each block kind registers `fn(cfg, cin, h, w, tokens) -> (madds, cout, h_out, w_out)`.
+Each block kind attaches `fn(cfg, cin, h, w, tokens) -> (madds, cout, h_out, w_out)` to its record in
+the block-kind registry of nas.config (``@register_madds(CfgClass)``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from nas.config import ArchConfig, IRCfg, TokenCfg
+from nas.config import ArchConfig, IRCfg, TokenCfg, attach_block_part, block_kind
 
 BlockMadds = Callable[..., tuple[int, int, int, int]]
-_FNS: dict[str, BlockMadds] = {}
 
 
-def register_madds(kind: str):
+def register_madds(cfg_cls: type) -> Callable[[BlockMadds], BlockMadds]:
+    """Decorator: attach `fn` as the analytic count of the block kind of `cfg_cls` (twice raises)."""
+
     def deco(fn: BlockMadds) -> BlockMadds:
-        if kind in _FNS:
-            raise ValueError(f"madds for block kind {kind!r} registered twice")
-        _FNS[kind] = fn
+        attach_block_part(cfg_cls, "madds", fn)
         return fn
 
     return deco
@@ -44,7 +44,7 @@ def conv_bn(cin: int, cout: int, k: int, hout: int, wout: int, groups: int = 1) 
     return conv_madds(cin, cout, k, hout, wout, groups) + bn(cout, hout, wout)
 
 
-@register_madds("ir")
+@register_madds(IRCfg)
 def _ir(cfg: IRCfg, cin: int, h: int, w: int, tokens: TokenCfg | None):
     hidden = cfg.hidden(cin)
     ho, wo = conv_out(h, cfg.stride), conv_out(w, cfg.stride)
@@ -56,13 +56,8 @@ def _ir(cfg: IRCfg, cin: int, h: int, w: int, tokens: TokenCfg | None):
     return m, cfg.out, ho, wo
 
 
-def _load() -> None:
-    from nas.madds import mobile_former, mobilevit  # noqa: F401
-
-
 def madds_breakdown(cfg: ArchConfig, resolution: int | None = None) -> dict[str, int]:
     """MAdds per part (stem, each stage, final_bridge, head) at `resolution` (default: the target one)."""
-    _load()
     r = resolution or cfg.resolution
     out: dict[str, int] = {}
     h = w = conv_out(r, cfg.stem.stride)
@@ -71,7 +66,7 @@ def madds_breakdown(cfg: ArchConfig, resolution: int | None = None) -> dict[str,
     for stage in cfg.stages:
         total = 0
         for b in stage.blocks:
-            m, c, h, w = _FNS[b.kind](b, c, h, w, cfg.tokens)
+            m, c, h, w = block_kind(b.kind).part("madds")(b, c, h, w, cfg.tokens)
             total += m
         out[stage.name] = total
     if cfg.tokens is not None and cfg.tokens.final_bridge and cfg.head.concat_token:  # as nas.builder
@@ -96,3 +91,7 @@ def madds_breakdown(cfg: ArchConfig, resolution: int | None = None) -> dict[str,
 def count_madds(cfg: ArchConfig, resolution: int | None = None) -> int:
     """Total analytic MAdds at the target resolution."""
     return sum(madds_breakdown(cfg, resolution).values())
+
+
+# Importing the count modules attaches their functions (they import the names defined above).
+from nas.madds import mobile_former, mobilevit  # noqa: E402, F401

@@ -8,11 +8,8 @@ Nq * Nk * (dk + dv) summed over heads); softmax, activations, DyReLU's max and a
 
 from __future__ import annotations
 
-from nas.config import BneckLiteCfg, MobileFormerCfg, TokenCfg
-from nas.errors import ConfigError
-from nas.madds import register_madds
-
-_HYPER_REDUCTION = 4  # must equal nas.blocks.mobile_former.HYPER_REDUCTION (kept torch-free here)
+from nas.config import BneckLiteCfg, MobileFormerCfg, TokenCfg, hyper_dim
+from nas.madds import conv_out, register_madds
 
 
 def mobile_to_former_madds(c: int, h: int, w: int, tokens: TokenCfg) -> int:
@@ -31,24 +28,23 @@ def former_madds(tokens: TokenCfg) -> int:
     return attn + 2 * m * d * f + 10 * m * d
 
 
-@register_madds("bneck_lite")
+@register_madds(BneckLiteCfg)
 def bneck_lite_madds(cfg: BneckLiteCfg, cin: int, h: int, w: int, tokens: TokenCfg | None):
     hidden = cin * cfg.dw_mult
-    ho, wo = (h - 1) // cfg.stride + 1, (w - 1) // cfg.stride + 1
+    ho, wo = conv_out(h, cfg.stride), conv_out(w, cfg.stride)
     # dw3x3 + BN, then the (grouped) 1x1 + BN
     m = ho * wo * (11 * hidden + cfg.out * (hidden // cfg.groups + 2))
     return m, cfg.out, ho, wo
 
 
-@register_madds("mobile_former")
+@register_madds(MobileFormerCfg)
 def mobile_former_madds(cfg: MobileFormerCfg, cin: int, h: int, w: int, tokens: TokenCfg | None):
     """Mobile->Former + Former + Mobile convs with BN + DyReLU hyper-MLPs (d -> d/4 -> 2C on token 0) +
-    Former->Mobile (k, v Linear(d, C), attention of HW positions over M tokens), inlined: the screen's hot path."""
-    if tokens is None:
-        raise ConfigError("a mobile_former block needs global tokens, but the network has none",
-                          "add tokens: {num_tokens: 6, dim: 192} to the architecture")
+    Former->Mobile (k, v Linear(d, C), attention of HW positions over M tokens), inlined: the screen's hot path.
+    `tokens` is never None here: ArchConfig refuses Mobile-Former blocks in a network without tokens."""
+    assert tokens is not None
     n, d = tokens.num_tokens, tokens.dim
-    r = d // _HYPER_REDUCTION or 1
+    r = hyper_dim(d)
     out, g = cfg.out, cfg.groups
     m = n * d * (3 * cin + 5) + 2 * n * h * w * cin + former_madds(tokens)  # Mobile->Former, Former
     if cfg.form == "regular":
@@ -57,7 +53,7 @@ def mobile_former_madds(cfg: MobileFormerCfg, cin: int, h: int, w: int, tokens: 
         # 1x1 + BN, dw3x3 + BN, 1x1 + BN; two DyReLU hyper-MLPs over `hid` channels
         m += h * w * (hid * (cin // g + 13) + out * (hid // g + 2)) + 2 * (d * r + 2 * r * hid)
     else:
-        ho, wo = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+        ho, wo = conv_out(h, 2), conv_out(w, 2)
         h1, h2 = cin * cfg.dw_mult, out * cfg.dw2_mult
         # dw3x3/2 + BN, 1x1 + BN, dw3x3 + BN, 1x1 + BN; DyReLU hyper-MLPs over h1 and h2 channels
         m += ho * wo * (11 * h1 + out * (h1 // g + 2) + 11 * h2 + out * (h2 // g + 2))

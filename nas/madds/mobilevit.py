@@ -32,16 +32,22 @@ def global_rep_madds(cfg: MobileViTCfg, hp: int, wp: int) -> int:
     return cfg.depth * layer + 5 * t * d
 
 
-@register_madds("mobilevit")
+@register_madds(MobileViTCfg)
 def mobilevit_madds(cfg: MobileViTCfg, cin: int, h: int, w: int, tokens: TokenCfg | None):
-    """(madds, cout, h_out, w_out) of one MobileViT block on a cin x h x w map; the block keeps all three."""
+    """(madds, cout, h_out, w_out) of one MobileViT block on a cin x h x w map. The block keeps its channels;
+    its output size is its input size, except for a v2-style block (`MobileViTCfg.resizes_input`) on a map
+    the patch does not divide: it resizes its input up to the patch grid and keeps that size."""
     d = cfg.dim
-    hw = h * w
-    m = conv_bn(cin, cin, 3, h, w, groups=cin if cfg.local == "dw" else 1)  # local 3x3 + BN
-    m += conv_madds(cin, d, 1, h, w)  # local 1x1 C -> d
     hp, wp = patch_grid(h, w, cfg.patch)
-    if (hp, wp) != (h, w):  # bilinear resize up before unfold and back after fold (d channels)
-        m += 4 * d * hp * wp + 4 * d * hw
+    m = 0
+    if cfg.resizes_input:
+        if (hp, wp) != (h, w):  # bilinear resize of the cin-channel input, kept as the block's size
+            m += 4 * cin * hp * wp
+        h, w = hp, wp
+    elif (hp, wp) != (h, w):  # bilinear resize of the d-channel map up before unfold and back after fold
+        m += 4 * d * hp * wp + 4 * d * h * w
+    m += conv_bn(cin, cin, 3, h, w, groups=cin if cfg.local == "dw" else 1)  # local 3x3 + BN
+    m += conv_madds(cin, d, 1, h, w)  # local 1x1 C -> d
     m += global_rep_madds(cfg, hp, wp)
     if cfg.fusion == "v3_merged":
         m += conv_bn(2 * d, cin, 1, h, w)
