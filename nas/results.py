@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 # Column name -> kind ("str", "int", "float"). Knob columns (``knob_<name>``) come after `attention`.
 _SCHEMA: dict[str, str] = {
-    "trial": "str", "number": "int", "kind": "str", "name": "str",
+    "trial": "str", "stage": "str", "seed": "int", "number": "int", "kind": "str", "name": "str",
     "arch_id": "str", "family": "str", "fusion": "str", "attention": "str",
     "madds_m": "float", "params_m": "float", "budget_m": "float",
     "status": "str", "error": "str",
@@ -36,6 +36,7 @@ _SCHEMA: dict[str, str] = {
     "published_top1": "float", "published_madds_m": "float",
     "config_path": "str", "rebuild_cmd": "str",
     "proxy_hash": "str", "dataset": "str", "started_at": "str", "finished_at": "str",
+    "test_top1": "float", "eval_set": "str",
 }
 TRIAL_COLUMNS: list[str] = list(_SCHEMA)
 """The fixed trial columns, in file order (knob columns are inserted after ``attention``)."""
@@ -43,10 +44,17 @@ KNOB_PREFIX = "knob_"
 STATUSES: tuple[str, ...] = ("completed", "early_stopped", "failed", "over_budget", "nan", "running")
 """Trial statuses; only ``completed`` and ``early_stopped`` trials carry a usable accuracy."""
 FINISHED_OK: tuple[str, ...] = ("completed", "early_stopped")
+TRAINED: tuple[str, ...] = ("completed", "early_stopped", "failed", "nan")
+"""Statuses of a trial that ran to its end (with or without a usable accuracy): never trained again."""
 KINDS: tuple[str, ...] = ("searched", "baseline")
+STAGES: tuple[str, ...] = ("search", "confirm")
+"""``search``: the searched and baseline trials under the search protocol (one row per trial);
+``confirm``: the confirmation retrainings, one row per (trial, seed)."""
 PARETO_EXTRA = "gain_vs_published"
-_INT_DEFAULTS = {"number": -1, "epochs_done": 0}
-_STR_DEFAULTS = {"val_curve": "[]", "kind": "searched", "status": "running"}
+"""pareto.csv's extra column: val top-1 minus the best published *architecture* at <= MAdds, both
+trained under the same search protocol (not the published paper numbers)."""
+_INT_DEFAULTS = {"number": -1, "epochs_done": 0, "seed": 0}
+_STR_DEFAULTS = {"val_curve": "[]", "kind": "searched", "status": "running", "stage": "search"}
 
 RUN_FILE = "run.yaml"
 TRIALS_PARQUET = "trials.parquet"
@@ -172,8 +180,10 @@ def _is_number(v: Any) -> bool:
 # Files
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temp file next to `path`, then move it over `path` in one step."""
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` on a temp file next to `path`, then move it over `path` in one step
+    (readers see the old file or the new one, never half of one)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # a unique name in the same folder (so os.replace is atomic), created with the usual umask permissions
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
@@ -183,19 +193,13 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Public form of the atomic write: `write(tmp)` fills a temp file that then replaces `path`."""
-    p = Path(path)
-    _atomic_write(p, write)
-    return p
+    return path
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write `text` to `path` atomically (readers see the old file or the new one)."""
     p = Path(path)
-    _atomic_write(p, lambda t: t.write_text(text, encoding="utf-8"))
+    atomic_write(p, lambda t: t.write_text(text, encoding="utf-8"))
     return p
 
 
@@ -206,8 +210,8 @@ def write_trials(run_dir: str | Path, df: pd.DataFrame) -> pd.DataFrame:
     """
     norm = normalize_trials(df)
     d = Path(run_dir)
-    _atomic_write(d / TRIALS_PARQUET, lambda t: norm.to_parquet(t, index=False))
-    _atomic_write(d / TRIALS_CSV, lambda t: norm.to_csv(t, index=False))
+    atomic_write(d / TRIALS_PARQUET, lambda t: norm.to_parquet(t, index=False))
+    atomic_write(d / TRIALS_CSV, lambda t: norm.to_csv(t, index=False))
     return norm
 
 
@@ -235,16 +239,88 @@ def read_trials(run_dir: str | Path) -> pd.DataFrame:
     return normalize_trials(df)
 
 
+ROW_KEY: tuple[str, str, str] = ("trial", "stage", "seed")
+"""What identifies a row: repeats of one architecture (confirmation seeds) never overwrite each other."""
+
+
+def row_key(row: Mapping[str, Any]) -> tuple[str, str, int]:
+    """The (trial, stage, seed) identity of a row (missing stage/seed: "search", 0, as old run folders)."""
+    seed = row.get("seed")
+    return (str(row["trial"]), str(row.get("stage") or "search"), 0 if _missing(seed) else int(seed))
+
+
 def upsert_trial(run_dir: str | Path, row: Mapping[str, Any]) -> pd.DataFrame:
-    """Insert or replace (by `trial`) one row in the run's trials files; returns the full frame."""
+    """Insert or replace (by trial, stage and seed) one row in the run's trials files; returns the full frame."""
     import pandas as pd
 
     d = Path(run_dir)
     df = read_trials(d) if (d / TRIALS_PARQUET).is_file() or (d / TRIALS_CSV).is_file() else empty_trials()
     new = normalize_trials(pd.DataFrame([make_row(**dict(row))]))
-    keep = df[df["trial"] != new.loc[0, "trial"]]
+    key = row_key(new.iloc[0].to_dict())
+    keep = df[[row_key(r) != key for r in df.to_dict("records")]] if len(df) else df
     both = [x for x in (keep, new) if len(x)]
     return write_trials(d, pd.concat(both, ignore_index=True) if both else new)
+
+
+def search_stage(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the search stage (searched and baseline trials under the search protocol)."""
+    return df[df["stage"] == "search"] if "stage" in df.columns else df
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rows of the search: pure functions of what the run knows (tested without Ray)
+
+
+def job_row(job: Mapping[str, Any], *, summary: Mapping[str, Any], params_m: float, budget_m: float,
+            proxy_hash: str, dataset: str, knobs: Mapping[str, Any] | None = None,
+            published: Mapping[str, Any] | None = None, rebuild_cmd: str = "") -> dict[str, Any]:
+    """The row of one job before it runs: identity, architecture summary, knobs and provenance.
+
+    `job` is a `nas.jobs.TrialJob` as a dict; `summary` is `nas.space.arch_summary(arch)`."""
+    row: dict[str, Any] = {"trial": job["trial"], "stage": job.get("stage", "search"),
+                           "seed": int(job.get("seed") or 0), "number": int(job.get("number", -1)),
+                           "kind": job["kind"], "name": job.get("name") or job["trial"], "arch_id": job["arch_id"],
+                           "madds_m": float(job["madds_m"]), "budget_m": budget_m, "proxy_hash": proxy_hash,
+                           "dataset": dataset, "rebuild_cmd": rebuild_cmd}
+    row.update(summary)
+    row["params_m"] = float(params_m)
+    if published:
+        row.update(published_top1=published.get("top1"), published_madds_m=published.get("madds_m"))
+    row.update({f"{KNOB_PREFIX}{k}": v for k, v in (knobs or {}).items()})
+    return row
+
+
+def refused_row(base: Mapping[str, Any], *, why: str, at: str) -> dict[str, Any]:
+    """A proposal the budget screen refused: recorded, never trained."""
+    return {**base, "status": "over_budget", "epochs_done": 0, "started_at": at, "finished_at": at, "error": why}
+
+
+def finished_row(base: Mapping[str, Any], result: Mapping[str, Any] | None, *, error: bool, epochs: int,
+                 at: str) -> dict[str, Any]:
+    """A finished job from its last report: the status rules live here.
+
+    A trial with no final report was stopped by the scheduler (``early_stopped``) or died (``failed``);
+    an early stop at the last epoch is a completed trial; an errored trial is ``failed`` unless it
+    already says ``nan``. Only completed/early-stopped rows keep an accuracy."""
+    res = dict(result or {})
+    status = res.get("status") if res.get("final") else ("early_stopped" if res else "failed")
+    if status == "early_stopped" and int(res.get("epoch") or 0) >= epochs:
+        status = "completed"
+    if error and status not in ("failed", "nan"):
+        status = "failed"
+    status = status or "failed"
+    ok = status in FINISHED_OK
+    row = {**base, "status": status, "error": str(res.get("error") or ("trial errored" if error else "")),
+           "val_top1": res.get("val_top1") if ok else math.nan, "best_val_top1": res.get("best_val_top1"),
+           "val_curve": res.get("val_curve", "[]"), "epochs_done": int(res.get("epoch") or 0),
+           "wall_s": res.get("wall_s"), "images_per_s": res.get("images_per_s"), "finished_at": at}
+    if res.get("test_top1") is not None:
+        row["test_top1"] = res["test_top1"] if ok else math.nan
+    if res.get("eval_set"):
+        row["eval_set"] = res["eval_set"]
+    if res.get("params_m"):
+        row["params_m"] = float(res["params_m"])
+    return row
 
 
 def _check_run_dir(d: Path) -> None:
@@ -335,8 +411,9 @@ def gain_vs_published(df: pd.DataFrame, *, x: str = "madds_m", y: str = "val_top
 
 
 def compute_pareto(df: pd.DataFrame) -> pd.DataFrame:
-    """The Pareto-optimal rows (by MAdds and val top-1), sorted by MAdds, with `gain_vs_published`."""
-    norm = normalize_trials(df)
+    """The Pareto-optimal search-stage rows (by MAdds and val top-1), sorted by MAdds, with
+    `gain_vs_published`. Confirmation rows (stage ``confirm``) never enter the search front."""
+    norm = normalize_trials(search_stage(normalize_trials(df)))
     gains = gain_vs_published(norm)
     front = norm[pareto_mask(norm)].copy()
     front[PARETO_EXTRA] = gains[front.index]
@@ -346,7 +423,7 @@ def compute_pareto(df: pd.DataFrame) -> pd.DataFrame:
 def write_pareto(run_dir: str | Path, df: pd.DataFrame) -> pd.DataFrame:
     """Compute the front of `df` and write it as pareto.csv (atomically); returns the front."""
     front = compute_pareto(df)
-    _atomic_write(Path(run_dir) / PARETO_CSV, lambda t: front.to_csv(t, index=False))
+    atomic_write(Path(run_dir) / PARETO_CSV, lambda t: front.to_csv(t, index=False))
     return front
 
 
@@ -401,7 +478,8 @@ def load_run(run_dir: str | Path) -> Run:
 
 __all__ = [
     "TRIAL_COLUMNS", "STATUSES", "FINISHED_OK", "KINDS", "KNOB_PREFIX", "Run", "empty_trials", "make_row",
-    "normalize_trials", "knob_columns", "write_trials", "read_trials", "upsert_trial", "eligible_mask",
+    "normalize_trials", "knob_columns", "write_trials", "read_trials", "upsert_trial", "row_key", "search_stage",
+    "job_row", "refused_row", "finished_row", "TRAINED", "STAGES", "eligible_mask",
     "pareto_mask", "gain_vs_published", "compute_pareto", "write_pareto", "load_run", "read_run_config",
     "atomic_write", "atomic_write_text",
 ]

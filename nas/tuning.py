@@ -4,13 +4,18 @@ Optuna proposes through Ray's `OptunaSearch` (TPE for one objective, NSGA-II for
 in the run folder's sqlite storage. `BudgetedOptunaSearch` screens every proposal with the analytic MAdds
 count *before* anything is built: a config outside the budget band is told to Optuna as a completed trial
 that violates its constraint (``constraints_func``), recorded as an ``over_budget`` row, and never reaches
-Ray; Optuna is asked again. Published baselines are handed out first, through the same trainable.
+Ray; Optuna is asked again. Fixed jobs (`nas.jobs.TrialJob`: published baselines, confirmation seeds) run
+through the same trainable, resources and Ray session: handed out before the searched ones in a search
+(`run_tune`), or on their own (`run_jobs`).
 
 `MAddsBandedASHA` early-stops a trial only against trials of similar MAdds (one ASHA per MAdds band), so a
 small network is never killed for being less accurate than a large one: the Pareto front keeps its small end.
 
 The trainable loads the dataset once per worker process, replays the trial's Optuna parameters into the
 same ArchConfig (a FixedTrial through `sample_arch`), and reports each proxy epoch to Tune.
+
+Files: `init_ray` notes Ray's session folder in the run's ray/ folder and `shutdown_ray` copies Ray's logs
+there; the run's rows are written by the caller's hooks, not here.
 """
 
 from __future__ import annotations
@@ -32,7 +37,10 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialSch
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from nas.space import SearchSpace, knob_values, parse_space, replay
+from nas.errors import RunError
+from nas.jobs import Resources, TrialJob, trial_id
+from nas.madds import count_madds
+from nas.space import SearchSpace, parse_space, replay
 
 METRIC = "val_top1"
 TIME_ATTR = "epoch"
@@ -55,7 +63,12 @@ def init_ray(*, address: str | None = None, num_cpus: int | None = None, num_gpu
     _quiet()
     kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
     if address:  # an existing cluster: its own resources and dashboard settings stand
-        ray.init(address=address, **kwargs)
+        _check_reachable(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, TimeoutError, ValueError) as e:
+            raise RunError(f"no Ray cluster at --address {address}: {str(e).splitlines()[0][:200]}",
+                           _ADDRESS_FIX) from None
     else:
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, **kwargs)
     info = {"address": address or "local", "resources": ray.cluster_resources(),
@@ -68,6 +81,28 @@ def init_ray(*, address: str | None = None, num_cpus: int | None = None, num_gpu
         log_dir.mkdir(parents=True, exist_ok=True)
         (log_dir / "ray_session.txt").write_text(f"{info['session_dir']}/logs\n")
     return info
+
+
+_ADDRESS_FIX = ("start one there (`ray start --head` prints its address), pass the address it printed, "
+                "or drop --address to run on this machine")
+
+
+def _check_reachable(address: str, *, timeout_s: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT where nothing listens (ray.init would retry for minutes, logging each try)."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise RunError(f"--address {address!r} is not HOST:PORT", f"e.g. --address 10.0.0.5:6379; or {_ADDRESS_FIX}")
+    import socket
+
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as e:
+        raise RunError(f"no Ray cluster answers at --address {address} ({e.strerror or type(e).__name__})",
+                       _ADDRESS_FIX) from None
 
 
 def _quiet() -> None:
@@ -105,10 +140,6 @@ def shutdown_ray(*, keep_logs_in: Path | None = None) -> None:
             logging.getLogger(__name__).warning("could not copy Ray's logs from %s: %s", src, e)
 
 
-def cluster_resources() -> dict[str, float]:
-    return dict(ray.cluster_resources()) if ray.is_initialized() else {}
-
-
 # ---------------------------------------------------------------------------------------------------------
 # The trainable (runs in a Ray worker process)
 
@@ -123,26 +154,27 @@ def _dataset(spec: str):
 
 def trainable(config: dict[str, Any], *, space: dict[str, Any], proxy: dict[str, Any], data: str,
               cpus: int) -> None:
-    """One proxy training. Reports each epoch to Tune (with the curve so far), then a final report."""
+    """One training job (`config` is a TrialJob): reports each epoch to Tune (with the curve so far), then a
+    final report. The job's seed replaces the protocol's; a confirm job is also scored on the test split."""
     import torch
 
     from nas.train import proxy_from_dict, train_arch
     from nas.variants import get_variant
 
     torch.set_num_threads(max(1, int(cpus)))
+    job = TrialJob.from_config(config)
     pc = proxy_from_dict(proxy)
-    if config["kind"] == "baseline":
-        arch = get_variant(config["name"])
-    else:
-        arch = replay(config["params"], parse_space(space, source="run"))
+    if job.seed != pc.seed:
+        pc = pc.replace(seed=int(job.seed))
+    arch = get_variant(job.variant) if job.kind == "baseline" else replay(job.params, parse_space(space, source="run"))
     curve: list[float] = []
-    base = {"trial": config["trial"], "madds_m": config["madds_m"], "arch_id": arch.arch_id}
+    base = {"trial": job.trial, "stage": job.stage, "seed": job.seed, "madds_m": job.madds_m, "arch_id": arch.arch_id}
     t0 = time.time()
-    if arch.arch_id != config["arch_id"]:
+    if arch.arch_id != job.arch_id:
         tune.report({**base, "status": "failed", "final": True, "epoch": 0, "val_top1": None,
-                     "error": f"replay gave arch {arch.arch_id}, proposal was {config['arch_id']}"})
+                     "error": f"replay gave arch {arch.arch_id}, proposal was {job.arch_id}"})
         return
-    use_gpu = bool(config.get("gpus")) and torch.cuda.is_available()
+    use_gpu = job.gpus > 0 and torch.cuda.is_available()
 
     def report(m: dict[str, Any]) -> None:
         v = m.get("val_top1")
@@ -153,19 +185,24 @@ def trainable(config: dict[str, Any], *, space: dict[str, Any], proxy: dict[str,
 
     try:
         res = train_arch(arch, _dataset(data), pc, device="cuda" if use_gpu else "cpu", report=report,
-                         threads=max(1, int(cpus)))
+                         threads=max(1, int(cpus)), final=job.evaluate_test)
         out = {"status": res.status, METRIC: res.val_top1, "best_val_top1": res.best_val_top1,
                "epoch": res.epochs_run, "images_per_s": res.train_images_per_s, "wall_s": res.wall_s,
                "params_m": (res.params or 0) / 1e6, "error": res.error or "",
-               "val_curve": json.dumps([h.get("val_top1") for h in res.history])}
+               "val_curve": json.dumps([h.get("val_top1") for h in res.history]),
+               "test_top1": res.test_top1, "eval_set": _eval_set(job.evaluate_test, data)}
     except Exception as e:  # a trial that raises is recorded, the search goes on
         out = {"status": "failed", METRIC: None, "epoch": len(curve), "error": f"{type(e).__name__}: {e}"[:2000],
                "wall_s": time.time() - t0, "val_curve": json.dumps(curve)}
-    if out["status"] == "stopped":
-        out["status"] = "early_stopped"
     if out["status"] in ("nan", "failed"):
         out[METRIC] = None
     tune.report({**base, **out, "final": True})
+
+
+def _eval_set(test: bool, data: str) -> str:
+    if not test:
+        return "val"
+    return "test" if _dataset(data).test_source == "test split" else "held-out"
 
 
 def _nanmax(xs: list[float]) -> float | None:
@@ -185,7 +222,7 @@ class Proposal:
     params: dict[str, Any]
     arch: Any
     madds: int
-    status: str  # "sent" | "over_budget" | "under_band" | "duplicate"
+    status: str  # "over_budget" | "under_band" | "duplicate"
 
 
 @dataclass
@@ -194,8 +231,7 @@ class SearchHooks:
 
     on_refused: Callable[[Proposal], None]
     on_finished: Callable[[dict[str, Any], dict[str, Any] | None, bool], None]
-    known_result: Callable[[str], float | None]
-    count_madds: Callable[[Any], int]
+    known_result: Callable[[str], float | None] = lambda _arch_id: None
 
 
 _HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")  # Optuna >= 5
@@ -214,25 +250,39 @@ def set_budget_constraint(trial: optuna.trial.Trial, violation: float) -> None:
         trial.set_user_attr("constraint", [float(violation)])
 
 
-def make_sampler(objective: str, *, seed: int, trials: int) -> optuna.samplers.BaseSampler:
-    """TPE (one objective) or NSGA-II (pareto), both constraint-aware: infeasible proposals rank last."""
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+def default_sampler(objective: str) -> str:
+    """TPE for one objective, NSGA-II for the Pareto objective."""
+    return "nsga2" if objective == "pareto" else "tpe"
+
+
+def make_sampler(name: str, *, objective: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler `name` (tpe, nsga2, random). TPE and NSGA-II are constraint-aware (infeasible
+    proposals rank last); random search is the baseline a search must beat."""
     import warnings
 
     extra: dict[str, Any] = {} if _HAS_SET_CONSTRAINT else {"constraints_func": constraint_of}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if objective == "pareto":
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(16, trials // 2)), **extra)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, trials // 2)),
-                                          multivariate=True, group=True, **extra)
+        if name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, trials // 2)),
+                                              multivariate=True, group=True, **extra)
+    raise ValueError(f"unknown sampler {name!r}; one of {SAMPLERS}")
 
 
 class BudgetedOptunaSearch(OptunaSearch):
-    """OptunaSearch that screens each proposal by analytic MAdds and hands out baselines first."""
+    """OptunaSearch that screens each proposal by analytic MAdds and hands out the fixed jobs first."""
 
     def __init__(self, *, space: SearchSpace, budget: int, min_budget: float, objective: str,
-                 storage_url: str, study_name: str, seed: int, trials: int, baselines: list[dict[str, Any]],
-                 hooks: SearchHooks, max_attempts: int = 400):
+                 storage_url: str, study_name: str, seed: int, trials: int, jobs: list[TrialJob],
+                 hooks: SearchHooks, sampler: str | None = None, train_seed: int = 0, trial_gpus: float = 0.0,
+                 max_attempts: int = 400):
         metric: str | list[str] = METRIC if objective == "top1" else [METRIC, "madds_m"]
         mode: str | list[str] = "max" if objective == "top1" else ["max", "min"]
         storage = optuna.storages.RDBStorage(storage_url, engine_kwargs={"connect_args": {"timeout": 30}})
@@ -241,27 +291,29 @@ class BudgetedOptunaSearch(OptunaSearch):
         self.objective = objective
         self.hooks = hooks
         self.max_attempts = max_attempts
-        self.pending_baselines = list(baselines)
-        self.baseline_ids: dict[str, dict[str, Any]] = {}
+        self.train_seed, self.trial_gpus = int(train_seed), float(trial_gpus)
+        self.pending_jobs = [j.to_config() for j in jobs]
+        self.fixed: dict[str, dict[str, Any]] = {}  # Tune trial id -> fixed job config
         self.sent: dict[str, dict[str, Any]] = {}
         self.refused = 0
         self.stopped: set[str] = set()  # trial ids the early-stopping scheduler stopped
         self.interrupted = False
         super().__init__(space=lambda t: _define(t, space), metric=metric, mode=mode,
-                         sampler=make_sampler(objective, seed=seed, trials=trials), study_name=study_name,
+                         sampler=make_sampler(sampler or default_sampler(objective), objective=objective, seed=seed,
+                                              trials=trials), study_name=study_name,
                          storage=storage)
 
     # Ray calls suggest() once per new Tune trial.
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.pending_baselines:
-            cfg = self.pending_baselines.pop(0)
-            self.baseline_ids[trial_id] = cfg
+    def suggest(self, tune_id: str) -> dict[str, Any] | None:
+        if self.pending_jobs:
+            cfg = self.pending_jobs.pop(0)
+            self.fixed[tune_id] = cfg
             return cfg
         for _ in range(self.max_attempts):
-            params = super().suggest(trial_id)
-            ot_trial = self._ot_trials.pop(trial_id)
+            params = super().suggest(tune_id)
+            ot_trial = self._ot_trials.pop(tune_id)
             arch = replay(params, self.nas_space)
-            madds = self.hooks.count_madds(arch)
+            madds = count_madds(arch)
             n = ot_trial.number
             if madds > self.budget or madds < self.low:
                 self._tell_infeasible(ot_trial, arch, madds, params)
@@ -276,10 +328,10 @@ class BudgetedOptunaSearch(OptunaSearch):
             set_budget_constraint(ot_trial, 0.0)
             ot_trial.set_user_attr("arch_id", arch.arch_id)
             ot_trial.set_user_attr("madds_m", madds / 1e6)
-            self._ot_trials[trial_id] = ot_trial
-            cfg = {"kind": "searched", "trial": f"t{n:04d}", "name": f"t{n:04d}", "number": n, "params": params,
-                   "arch_id": arch.arch_id, "madds_m": madds / 1e6, "gpus": 0}
-            self.sent[trial_id] = cfg
+            self._ot_trials[tune_id] = ot_trial
+            cfg = TrialJob(kind="searched", trial=trial_id(n), number=n, params=params, arch_id=arch.arch_id,
+                           madds_m=madds / 1e6, seed=self.train_seed, gpus=self.trial_gpus, family=arch.family).to_config()
+            self.sent[tune_id] = cfg
             return cfg
         return Searcher.FINISHED
 
@@ -305,14 +357,14 @@ class BudgetedOptunaSearch(OptunaSearch):
         raise RuntimeError("resume through `nas search --resume RUN_DIR` (the study lives in optuna.db)")
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        if trial_id in self.baseline_ids or trial_id not in self._ot_trials:
+        if trial_id in self.fixed or trial_id not in self._ot_trials:
             return
         if result.get(METRIC) is None or result.get("final"):
             return
         super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        cfg = self.baseline_ids.get(trial_id) or self.sent.get(trial_id)
+        cfg = self.fixed.get(trial_id) or self.sent.get(trial_id)
         final = bool((result or {}).get("final"))
         if not final and not error and trial_id not in self.stopped:
             # stopped by Ctrl-C mid-training: no row; the resume re-runs it with the same params
@@ -325,7 +377,7 @@ class BudgetedOptunaSearch(OptunaSearch):
             return
         if cfg is not None:  # write the row first: a kill after this loses nothing
             self.hooks.on_finished(cfg, result, error)
-        if trial_id in self.baseline_ids or trial_id not in self._ot_trials:
+        if trial_id in self.fixed or trial_id not in self._ot_trials:
             return
         status = (result or {}).get("status")
         if error or status in ("failed", "nan") or (result or {}).get(METRIC) is None:
@@ -427,7 +479,7 @@ class _Watch(tune.Callback):
 
 @dataclass
 class TuneSpec:
-    """Everything `run_tune` needs; no file I/O happens in this module."""
+    """Everything `run_tune` needs for a search: the space, budget band, sampler, protocol and resources."""
 
     space: SearchSpace
     budget: int
@@ -437,16 +489,17 @@ class TuneSpec:
     seed: int
     proxy: dict[str, Any]
     data: str
-    epochs: int
     storage_url: str
     study_name: str
     storage_path: Path
-    baselines: list[dict[str, Any]] = field(default_factory=list)
+    resources: Resources
+    jobs: list[TrialJob] = field(default_factory=list)
     early_stop: bool = True
-    cpus_per_trial: float = 1
-    gpus_per_trial: float = 0
-    max_concurrent: int = 1
-    rerun: list[dict[str, Any]] = field(default_factory=list)
+    sampler: str | None = None
+
+    @property
+    def epochs(self) -> int:
+        return int(self.proxy["epochs"])
 
 
 def prepare_study(storage_url: str, study_name: str, *, objective: str, done_numbers: set[int],
@@ -480,34 +533,84 @@ def prepare_study(storage_url: str, study_name: str, *, objective: str, done_num
 
 def run_tune(spec: TuneSpec, hooks: SearchHooks, *, on_error: Callable[[dict[str, Any], str], None],
              on_start: Callable[[dict[str, Any]], None]) -> BudgetedOptunaSearch:
-    """Run the searched trials and the baselines through one Ray Tune `Tuner`; returns the searcher."""
+    """Run the fixed jobs, then the searched trials, through one Ray Tune `Tuner`; returns the searcher."""
+    res = spec.resources
+    jobs = [j.replace(gpus=res.gpus_per_trial) for j in spec.jobs]
     searcher = BudgetedOptunaSearch(space=spec.space, budget=spec.budget, min_budget=spec.min_budget,
                                     objective=spec.objective, storage_url=spec.storage_url,
-                                    study_name=spec.study_name, seed=spec.seed, trials=spec.trials,
-                                    baselines=spec.baselines, hooks=hooks)
-    for b in spec.baselines:
-        b["gpus"] = spec.gpus_per_trial
+                                    study_name=spec.study_name, seed=spec.seed, trials=spec.trials, jobs=jobs,
+                                    hooks=hooks, sampler=spec.sampler, train_seed=int(spec.proxy["seed"]),
+                                    trial_gpus=res.gpus_per_trial)
     scheduler = (MAddsBandedASHA(budget=spec.budget, max_t=spec.epochs, stopped=searcher.stopped)
                  if spec.early_stop else FIFOScheduler())
-    fn = tune.with_parameters(trainable, space=spec.space.raw, proxy=spec.proxy, data=spec.data,
-                              cpus=max(1, int(spec.cpus_per_trial)))
-    resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
-    fn = tune.with_resources(fn, resources)
-    n = spec.trials + len(spec.baselines)
+    _fit(searcher, scheduler, spec.trials + len(jobs), space=spec.space, proxy=spec.proxy, data=spec.data,
+         resources=res, storage_path=spec.storage_path, on_error=on_error, on_start=on_start)
+    return searcher
+
+
+class JobQueue(Searcher):
+    """Hands out a fixed list of jobs (no Optuna): baselines or confirmation seeds run on their own."""
+
+    def __init__(self, jobs: list[TrialJob], hooks: SearchHooks):
+        super().__init__(metric=METRIC, mode="max")
+        self.pending = [j.to_config() for j in jobs]
+        self.hooks = hooks
+        self.sent: dict[str, dict[str, Any]] = {}
+        self.interrupted = False
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if not self.pending:
+            return Searcher.FINISHED
+        self.sent[trial_id] = cfg = self.pending.pop(0)
+        return cfg
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        cfg = self.sent.get(trial_id)
+        if not (result or {}).get("final") and not error:
+            self.interrupted = True  # stopped by Ctrl-C mid-training: no row; a resume runs it again
+            return
+        if cfg is not None:
+            self.hooks.on_finished(cfg, result, error)
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(json.dumps({"pending": len(self.pending)}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        raise RuntimeError("resume through the run folder: its rows say which jobs are done")
+
+
+def run_jobs(jobs: list[TrialJob], hooks: SearchHooks, *, space: SearchSpace, proxy: dict[str, Any], data: str,
+             resources: Resources, storage_path: Path, on_error: Callable[[dict[str, Any], str], None],
+             on_start: Callable[[dict[str, Any]], None]) -> JobQueue:
+    """Run fixed jobs (no search) through Ray Tune with the same trainable, resources and GPU shares as a
+    search; each finished job goes to `hooks.on_finished`. Returns the queue (`interrupted` says whether
+    Ctrl-C cut it short)."""
+    queue = JobQueue([j.replace(gpus=resources.gpus_per_trial) for j in jobs], hooks)
+    _fit(queue, FIFOScheduler(), len(jobs), space=space, proxy=proxy, data=data, resources=resources,
+         storage_path=storage_path, on_error=on_error, on_start=on_start)
+    return queue
+
+
+def _fit(searcher: Searcher, scheduler: TrialScheduler, n: int, *, space: SearchSpace, proxy: dict[str, Any],
+         data: str, resources: Resources, storage_path: Path, on_error: Callable[[dict[str, Any], str], None],
+         on_start: Callable[[dict[str, Any]], None]) -> None:
     if n <= 0:
-        return searcher
+        return
+    fn = tune.with_parameters(trainable, space=space.raw, proxy=proxy, data=data,
+                              cpus=max(1, int(resources.cpus_per_trial)))
+    fn = tune.with_resources(fn, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
     tuner = tune.Tuner(
         fn,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=n,
-                                    max_concurrent_trials=spec.max_concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(name=f"tune-{int(time.time())}", storage_path=str(spec.storage_path.resolve()),
+                                    max_concurrent_trials=resources.max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(name=f"tune-{int(time.time())}", storage_path=str(storage_path.resolve()),
                                   verbose=0, callbacks=[_Watch(on_error, on_start)],
                                   failure_config=tune.FailureConfig(max_failures=0),
                                   checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )
     tuner.fit()
-    return searcher
 
 
-__all__ = ["BudgetedOptunaSearch", "MAddsBandedASHA", "SearchHooks", "TuneSpec", "Proposal", "init_ray",
-           "shutdown_ray", "run_tune", "prepare_study", "trainable", "knob_values", "make_sampler"]
+__all__ = ["BudgetedOptunaSearch", "JobQueue", "MAddsBandedASHA", "SearchHooks", "TuneSpec", "Proposal", "init_ray",
+           "shutdown_ray", "run_tune", "run_jobs", "prepare_study", "trainable", "make_sampler", "default_sampler",
+           "SAMPLERS"]

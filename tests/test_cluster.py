@@ -26,7 +26,8 @@ def test_tiny_search_on_a_two_node_cluster(tmp_path):
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         r = subprocess.run([sys.executable, "-m", "nas", "search", "--budget", "3M", "--space",
                             str(SPACES_DIR / "tiny.yaml"), "--proxy", str(tmp_path / "proxy.yaml"), "--trials", "2",
-                            "--name", "cluster", "--results", str(tmp_path / "results"), "--address", cluster.address],
+                            "--name", "cluster", "--results", str(tmp_path / "results"), "--address", cluster.address,
+                            "--no-confirm"],
                            env=env, capture_output=True, text=True, timeout=240)
     finally:
         cluster.shutdown()

@@ -36,16 +36,16 @@ def front(points) -> list[str]:
 
 
 def test_schema_columns_and_statuses():
-    assert R.TRIAL_COLUMNS[:4] == ["trial", "number", "kind", "name"]
+    assert R.TRIAL_COLUMNS[:6] == ["trial", "stage", "seed", "number", "kind", "name"]
     assert len(R.TRIAL_COLUMNS) == len(set(R.TRIAL_COLUMNS))
     for c in ("arch_id", "family", "fusion", "attention", "madds_m", "params_m", "budget_m", "status", "error",
               "val_top1", "best_val_top1", "val_curve", "epochs_done", "wall_s", "images_per_s", "published_top1",
               "published_madds_m", "config_path", "rebuild_cmd", "proxy_hash", "dataset", "started_at",
-              "finished_at"):
+              "finished_at", "test_top1", "eval_set"):
         assert c in R.TRIAL_COLUMNS
     assert set(R.STATUSES) == {"completed", "early_stopped", "failed", "over_budget", "nan", "running"}
     e = R.empty_trials(knobs=["num_tokens", "knob_dim"])
-    assert len(e) == 0 and list(e.columns[8:10]) == ["knob_num_tokens", "knob_dim"]
+    assert len(e) == 0 and list(e.columns[10:12]) == ["knob_num_tokens", "knob_dim"]
     assert e["number"].dtype == "int64" and e["madds_m"].dtype == "float64"
 
 
@@ -93,7 +93,7 @@ def test_write_is_atomic_on_failure(tmp_path):
             raise OSError("disk full")
 
     with pytest.raises(OSError):
-        R._atomic_write(tmp_path / "trials.parquet", lambda t: Boom(frame([("t9", 1.0, 2.0)])).to_parquet(t))
+        R.atomic_write(tmp_path / "trials.parquet", lambda t: Boom(frame([("t9", 1.0, 2.0)])).to_parquet(t))
     assert (tmp_path / "trials.parquet").read_bytes() == before
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 

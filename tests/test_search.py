@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from nas.cli import main
-from nas.search import export_trial, trial_arch
+from nas.export import export_trial, trial_arch
 from nas.space import SPACES_DIR
 
 TINY = str(SPACES_DIR / "tiny.yaml")
@@ -38,7 +38,7 @@ def work(tmp_path_factory):
 
 def _search(work: Path, *extra: str) -> list[str]:
     return [*NAS, "search", "--budget", "3M", "--space", TINY, "--proxy", str(work / "proxy.yaml"),
-            "--results", str(work / "results"), "--max-concurrent", "1", *extra]
+            "--results", str(work / "results"), "--max-concurrent", "1", "--no-confirm", *extra]
 
 
 def _trials(run: Path) -> pd.DataFrame:
@@ -117,7 +117,8 @@ def test_kill_then_resume_loses_and_retrains_nothing(work):
 @pytest.mark.slow
 def test_nan_trials_are_recorded_and_the_search_goes_on(work):
     r = subprocess.run([*NAS, "search", "--budget", "3M", "--space", TINY, "--proxy", str(work / "nan_proxy.yaml"),
-                        "--results", str(work / "results"), "--trials", "1", "--name", "nan", "--seed", "3"],
+                        "--results", str(work / "results"), "--trials", "1", "--name", "nan", "--seed", "3",
+                        "--confirm-top", "1", "--confirm-seeds", "1"],
                        env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     df = _trials(work / "results" / "nan")
@@ -137,6 +138,21 @@ def _cli(args: list[str], capsys) -> tuple[int, str]:
 def test_bad_budget(capsys):
     code, err = _cli(["search", "--budget", "300X"], capsys)
     assert code != 0 and "cannot read the budget '300X'" in err and "fix:" in err and "Traceback" not in err
+
+
+def test_negative_budget_gets_the_budgets_own_error(capsys):
+    code, err = _cli(["search", "--budget", "-5M"], capsys)
+    assert code == 2 and "budget" in err and "fix:" in err and "usage:" not in err
+    assert len([ln for ln in err.splitlines() if ln.strip()]) == 2
+
+
+def test_unreachable_cluster_is_one_message(tmp_path):
+    r = subprocess.run([*NAS, "search", "--budget", "3M", "--space", TINY, "--address", "127.0.0.1:1", "--no-confirm",
+                        "--results", str(tmp_path / "results")], env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "127.0.0.1:1" in r.stderr and "fix:" in r.stderr and "Traceback" not in r.stderr
+    assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 2
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("trials.*"))
 
 
 def test_budget_nothing_fits(capsys):
@@ -188,23 +204,22 @@ def test_dry_run_plans_without_training(work, capsys):
     code = main(["search", "--space", TINY, "--budget", "3M", "--proxy", str(work / "proxy.yaml"), "--dry-run",
                  "--results", str(work / "dry")])
     out = capsys.readouterr().out
-    assert code == 0 and "of the space fits" in out and "estimate:" in out and "plan: 12 searched" in out
+    assert code == 0 and "of the space fits" in out and "estimate:" in out and "search stage: 12 searched" in out
+    assert "confirm stage: top 3 candidates + 0 baselines x 3 paired seeds" in out
     assert not (work / "dry").exists()
 
 
 def test_same_seed_same_proposals(tmp_path):
     """Two studies with the same seed propose the same architectures through the real searcher."""
-    from nas.search import _count
     from nas.space import load_space
     from nas.tuning import BudgetedOptunaSearch, SearchHooks
 
     space = load_space(TINY)
 
     def proposals(db: Path) -> list[str]:
-        hooks = SearchHooks(on_refused=lambda p: None, on_finished=lambda *a: None, known_result=lambda a: None,
-                            count_madds=_count)
+        hooks = SearchHooks(on_refused=lambda p: None, on_finished=lambda *a: None, known_result=lambda a: None)
         s = BudgetedOptunaSearch(space=space, budget=3_000_000, min_budget=0.5, objective="top1",
-                                 storage_url=f"sqlite:///{db}", study_name="s", seed=7, trials=6, baselines=[],
+                                 storage_url=f"sqlite:///{db}", study_name="s", seed=7, trials=6, jobs=[],
                                  hooks=hooks)
         out = []
         for i in range(6):
@@ -222,7 +237,7 @@ def test_onnx_export_of_a_searched_arch(tmp_path):
     from onnx.reference import ReferenceEvaluator
 
     from nas.builder import build_model
-    from nas.search import export_onnx
+    from nas.export import export_onnx
     from nas.space import RandomTrial, load_space, sample_arch
 
     arch = sample_arch(RandomTrial(0), load_space(TINY))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from nas import __version__
@@ -16,6 +17,7 @@ COMMANDS = [
     ("flops", "flops", "params and MAdds of a variant or config YAML, with a per-stage breakdown"),
     ("train", "train", "proxy-train one network and write its metrics JSON"),
     ("search", "search", "search the hybrid space under a MAdds budget (Optuna proposes, Ray Tune trains)"),
+    ("confirm", "confirm", "confirm a run's best candidates: paired seeds, held-out split, verdicts with intervals"),
     ("dashboard", "dashboard", "write the HTML dashboard of a run (accuracy vs MAdds, Pareto front)"),
     ("export", "export", "write a trial's architecture as YAML and ONNX"),
 ]
@@ -31,12 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hybrid-nas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module, name, help_ in COMMANDS:
-        try:
-            mod = importlib.import_module(f"nas.cli.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"nas.cli.{module}":
-                raise
-            continue
+        mod = importlib.import_module(f"nas.cli.{module}")
         p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
@@ -44,11 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def join_negative_values(argv: list[str]) -> list[str]:
+    """`--budget -5M` -> `--budget=-5M`: argparse reads a value that starts with '-' as an unknown option and
+    prints its whole usage; joined, the value reaches the option's own check and its one-line error."""
+    out: list[str] = []
+    for a in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and re.match(r"^-\.?\d", a):
+            out[-1] = f"{out[-1]}={a}"
+        else:
+            out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from nas.errors import NasError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -1,71 +1,127 @@
-"""Search the unified hybrid space under a multiply-add budget: Optuna proposes, Ray Tune trains.
+"""Search the unified hybrid space under a multiply-add budget, then confirm what it found.
 
-Every proposal is screened by the analytic MAdds count before anything is built: configs outside the band
+Search stage: Optuna proposes, Ray Tune trains each proposal under the short search protocol. Every
+proposal is screened by the analytic MAdds count before anything is built: configs outside the band
 [--min-budget x budget, budget] are told to Optuna as infeasible and recorded as over_budget rows, never
-trained. The published variants inside the band are trained under the same proxy as baselines (cached in
-results/.cache/ and reused by later runs). Each finished trial is written to results/<name>/ at once;
-`--resume results/<name>` continues a run stopped by Ctrl-C or a kill without retraining anything.
+trained. The published variants inside the band are trained under the same protocol as baselines.
+
+Confirm stage (on by default): the top --confirm-top candidates of the search front and the band's
+published variants are retrained under the longer confirm protocol with --confirm-seeds paired seeds and
+scored on the dataset's test split, which no search decision reads. The summary's headline is each
+candidate's confirmed accuracy and its paired difference to the best published variant at <= MAdds, with a
+95% interval and a verdict; search-stage gains are shown only beside them.
+
+Each finished job is written to results/<name>/ at once; `--resume results/<name>` continues a run stopped
+by Ctrl-C or a kill (in either stage) without retraining anything.
 
 examples:
-  nas search --budget 300M                              # the default run (about 15 min on 2 cores)
+  nas search --budget 300M                              # search + confirmation (about 15 min on 2 cores)
   nas search --budget 300M --dry-run                    # share of the space in band, plan, time estimate
   nas search --budget 0.3G --objective pareto --trials 24 --name mf-vit-300
+  nas search --budget 300M --sampler random --no-confirm
   nas search --resume results/mf-vit-300
+  nas confirm results/mf-vit-300 --confirm-seeds 5      # more seeds for an existing run
   nas search --budget 300M --address auto               # on an existing Ray cluster
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import math
+import shlex
+import sys
+from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from nas.search import DEFAULT_MIN_BUDGET, DEFAULT_TRIALS, OBJECTIVES
+    from nas.search import DEFAULT_BUDGET, DEFAULT_MIN_BUDGET, DEFAULT_TRIALS, OBJECTIVES, SAMPLERS
 
-    p.add_argument("--budget", default="300M", help="MAdds budget: 300M, 0.3G, 300e6 or 300000000 (default 300M)")
+    p.add_argument("--budget", default=DEFAULT_BUDGET,
+                   help=f"MAdds budget: 300M, 0.3G, 300e6 or 300000000 (default {DEFAULT_BUDGET})")
     p.add_argument("--space", metavar="PATH", help="search-space YAML (default search_spaces/hybrid.yaml)")
     p.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
                    help=f"searched architectures to train (default {DEFAULT_TRIALS}; refused proposals do not count)")
     p.add_argument("--name", help="run folder name under results/ (default budget<B>-<timestamp>)")
     p.add_argument("--data", metavar="NAME|PATH", help="dataset name or directory (default fashion-mnist)")
-    p.add_argument("--proxy", metavar="PATH", help="proxy protocol YAML (default nas/proxy_default.yaml)")
-    p.add_argument("--epochs", type=int, help="override the proxy's epochs")
+    p.add_argument("--proxy", metavar="PATH", help="search protocol YAML (default: the shipped search protocol)")
+    p.add_argument("--epochs", type=int, help="override the search protocol's epochs")
     p.add_argument("--seed", type=int, default=0, help="sampler seed: same seed, same proposals (default 0)")
     p.add_argument("--objective", choices=OBJECTIVES, default="top1",
-                   help="top1: maximize val top-1 (TPE); pareto: also minimize MAdds (NSGA-II)")
+                   help="top1: maximize val top-1; pareto: also minimize MAdds")
+    p.add_argument("--sampler", choices=SAMPLERS,
+                   help="Optuna sampler (default: tpe for top1, nsga2 for pareto; random is the baseline)")
     p.add_argument("--min-budget", type=float, default=DEFAULT_MIN_BUDGET, metavar="F",
                    help=f"refuse configs under F x budget too (default {DEFAULT_MIN_BUDGET}; 0 keeps everything)")
     p.add_argument("--no-early-stop", dest="early_stop", action="store_false",
                    help="train every trial to the end (default: ASHA within MAdds bands)")
-    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 1 if Ray sees one)")
-    p.add_argument("--cpus-per-trial", type=int, help="CPUs per trial (default 1)")
-    p.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the resources allow)")
-    p.add_argument("--address", metavar="HOST:PORT|auto", help="run on an existing Ray cluster")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder (its settings are kept; options that would change them are refused)")
+    add_confirm_arguments(p)
+    add_resource_arguments(p)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder (its settings are kept; "
+                   "options that would change them are refused)")
     p.add_argument("--dry-run", action="store_true", help="show the budget share, plan and time estimate; train nothing")
-    p.add_argument("--results", default="results", metavar="DIR", help="where run folders go (default results/)")
     p.add_argument("--no-baselines", dest="baselines", action="store_false",
                    help="do not train the published variants of the band")
 
 
+def add_confirm_arguments(p: argparse.ArgumentParser) -> None:
+    from nas.search.confirm import DEFAULT_SEEDS, DEFAULT_TOP_K
+
+    p.add_argument("--confirm-top", type=int, default=DEFAULT_TOP_K, metavar="K",
+                   help=f"candidates of the search front to confirm (default {DEFAULT_TOP_K})")
+    p.add_argument("--confirm-seeds", type=int, default=DEFAULT_SEEDS, metavar="N",
+                   help=f"paired seeds per confirmed architecture (default {DEFAULT_SEEDS})")
+    p.add_argument("--confirm-protocol", metavar="PATH|NAME",
+                   help="confirm protocol YAML or shipped name (default: the shipped confirm protocol)")
+    p.add_argument("--no-confirm", dest="confirm", action="store_false",
+                   help="stop after the search stage (its numbers are then unconfirmed)")
+
+
+def add_resource_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs per job, fractions allowed (default 1 if Ray sees one)")
+    p.add_argument("--cpus-per-trial", type=int, help="CPUs per job (default 1)")
+    p.add_argument("--max-concurrent", type=int, help="jobs at once (default: as many as the resources allow)")
+    p.add_argument("--address", metavar="HOST:PORT|auto", help="run on an existing Ray cluster")
+    p.add_argument("--results", default="results", metavar="DIR", help="where run folders go (default results/)")
+
+
+def confirm_options(args: argparse.Namespace):
+    from nas.search.confirm import ConfirmOptions
+
+    o = ConfirmOptions(top_k=args.confirm_top, seeds=args.confirm_seeds, protocol=args.confirm_protocol)
+    o.check()
+    return o
+
+
 def run(args: argparse.Namespace) -> int:
-    from nas.search import SearchOptions, command_line, dry_run, plan_search, run_search, summary_lines
+    from nas.search import SearchOptions, dry_run, plan_search, run_search
 
     opts = SearchOptions(budget=args.budget, space=args.space, trials=args.trials, name=args.name, data=args.data,
                          proxy=args.proxy, epochs=args.epochs, seed=args.seed, objective=args.objective,
-                         min_budget=args.min_budget, early_stop=args.early_stop, gpus_per_trial=args.gpus_per_trial,
-                         cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
-                         address=args.address, resume=args.resume, dry_run=args.dry_run, results_root=args.results,
-                         baselines=args.baselines)
+                         sampler=args.sampler, min_budget=args.min_budget, early_stop=args.early_stop,
+                         gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+                         max_concurrent=args.max_concurrent, address=args.address, resume=args.resume,
+                         results_root=args.results, baselines=args.baselines)
+    copts = confirm_options(args) if args.confirm else None
     plan = plan_search(opts, command=command_line())
     if args.dry_run:
-        for line in dry_run(plan).lines():
+        from nas.search.confirm import load_confirm_protocol
+
+        cproxy = load_confirm_protocol(plan, copts) if copts else None
+        n_confirm = (copts.top_k + len(plan.baselines)) * copts.seeds if copts else 0
+        for line in format_dry_run(dry_run(plan, confirm_jobs=n_confirm, confirm_proxy=cproxy), copts):
             print(line)
         return 0
-    out = run_search(plan, echo=lambda s: print(s, flush=True), dashboard=plan.run_dir / "dashboard.html")
+    extra = (copts.top_k + len(plan.baselines)) * copts.seeds if copts else 0
+    info = {"confirm": None if copts is None else {"top_k": copts.top_k, "seeds": copts.seeds}}
+    out = run_search(plan, dashboard=plan.run_dir / "dashboard.html", extra_jobs=extra, on_start=print_start,
+                     on_progress=print_progress, on_note=print_note, keep_ray=copts is not None, run_info=info)
+    conf = None
+    if copts is not None and not out.interrupted:
+        conf = confirm_stage(plan, copts, dashboard=out.dashboard)
+        out.trials = conf.trials
+        out.interrupted = conf.interrupted
     print()
-    for line in summary_lines(out):
+    for line in summary_lines(out, confirmed=conf is not None):
         print(line)
     if out.interrupted:
         print(f"\ninterrupted: continue with `nas search --resume {out.run_dir}`")
@@ -73,4 +129,160 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_arguments", "run", "Path"]
+def confirm_stage(plan: Any, copts: Any, *, dashboard: Any, resources: Any = None) -> Any:
+    """Run the confirm stage on the Ray session the search left up (or a new one), then stop Ray."""
+    from nas.search.confirm import run_confirm
+    from nas.search.loop import start_ray, stop_ray
+
+    try:
+        res = resources or start_ray(plan)[0]
+
+        def on_plan(jobs: list, pending: int) -> None:
+            arch = len({j.trial for j in jobs})
+            print(f"confirming {arch} architectures x {copts.seeds} paired seeds under the confirm protocol, scored "
+                  f"on the {plan.dataset.name} test split: {pending} of {len(jobs)} jobs to train", flush=True)
+
+        return run_confirm(plan, copts, resources=res, dashboard=dashboard, on_progress=print_progress,
+                           on_note=print_note, on_plan=on_plan)
+    finally:
+        stop_ray(plan)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Terminal text
+
+
+def command_line() -> str:
+    return " ".join(shlex.quote(a) for a in ["nas", *sys.argv[1:]]) if sys.argv else "nas search"
+
+
+def fmt_s(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def print_note(text: str) -> None:
+    print(f"  {text}", flush=True)
+
+
+def print_start(st: Any) -> None:
+    if st.resumed:
+        print(f"resuming {st.run_dir}: {st.kept} searched trials kept, {st.rerun} interrupted to re-run, "
+              f"{st.remaining} to go", flush=True)
+    for name, acc in st.cached_baselines.items():
+        print(f"baseline {name}: reused the cached result ({acc:.2f}%)", flush=True)
+    print(f"run folder {st.run_dir}  (optuna-dashboard {st.run_dir / 'optuna.db'})", flush=True)
+    if st.dashboard is not None:
+        print(f"dashboard  {st.dashboard}  (rewritten after every job)", flush=True)
+    r = st.resources
+    gpu = f" + {r.gpus_per_trial:g} GPU" if r.gpus_per_trial else ""
+    print(f"search stage: {st.remaining} architectures + {st.baselines_to_train} baselines to train; "
+          f"{r.max_concurrent} at a time, {r.cpus_per_trial} CPU{gpu} each; Ray: {st.nodes} node(s)", flush=True)
+
+
+def progress_line(p: Any) -> str:
+    best = (f"best search {p.best_top1:.1f}% @ {p.best_madds_m:.0f}M ({p.best_trial})" if p.best_top1 is not None
+            else "best -")
+    eta = "done" if p.eta_s == 0 else ("ETA -" if p.eta_s is None else f"ETA {fmt_s(p.eta_s)}")
+    conf = f", {p.confirmed} confirm seeds" if p.confirmed else ""
+    return (f"[{p.done:>3}/{p.total}] {p.searched} searched, {p.baselines} baselines{conf} | {best} | "
+            f"pareto {p.pareto} | refused {p.refused} | {fmt_s(p.elapsed_s)} elapsed, {eta}")
+
+
+def print_progress(p: Any) -> None:
+    print(progress_line(p), flush=True)
+
+
+def format_dry_run(dr: Any, copts: Any = None) -> list[str]:
+    from nas.space import format_madds
+
+    p, sc, r = dr.plan, dr.plan.screen, dr.resources
+    out = [f"space {p.space.name} ({p.space.source}): {sc.samples} sampled architectures, analytic MAdds",
+           f"  budget band [{format_madds(sc.low)}, {format_madds(p.budget)}]: {100 * sc.share_in_band:.1f}% of the "
+           f"space fits ({100 * sc.share_under:.1f}% under budget); smallest reachable {format_madds(sc.min_madds)}",
+           "  share in band by macro: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in dr.share_by_macro.items()),
+           f"search stage: {p.opts.trials} searched trials ({p.opts.objective}, {p.sampler}, seed {p.opts.seed}) + "
+           f"{len(p.baselines)} baselines ({', '.join(b.trial for b in p.baselines) or 'none in band'}"
+           f"{'; cached: ' + ', '.join(dr.cached_baselines) if dr.cached_baselines else ''})",
+           f"  search protocol {p.proxy.hash}: {p.proxy.epochs} epochs, {p.proxy.train_images} images at "
+           f"{p.proxy.resolution}px on {p.dataset.name}, val {p.proxy.val_images} images carved from the training "
+           f"set; early stop by MAdds band: {'on' if p.opts.early_stop else 'off'}",
+           f"  ~{dr.search.job_s:.0f} s per trial, {dr.search.jobs} to train: ~{fmt_s(dr.search.wall_s)}"]
+    if copts is None:
+        out.append("confirm stage: off (--no-confirm): the search-stage numbers will be unconfirmed")
+    elif dr.confirm is not None:
+        out.append(f"confirm stage: top {copts.top_k} candidates + {len(p.baselines)} baselines x {copts.seeds} paired "
+                   f"seeds, scored on the {p.dataset.name} test split")
+        out.append(f"  ~{dr.confirm.job_s:.0f} s per job, {dr.confirm.jobs} jobs: ~{fmt_s(dr.confirm.wall_s)}")
+    out.append(f"resources: {r.max_concurrent} concurrent x {r.cpus_per_trial} CPU (+{r.gpus_per_trial:g} GPU) per job")
+    out.append(f"estimate: ~{fmt_s(dr.est_wall_s)} wall on this machine (timed real train steps of an in-band "
+               "network; nothing trained)")
+    return out
+
+
+def _f(v: Any, spec: str = ".2f") -> str:
+    try:
+        return format(float(v), spec) if math.isfinite(float(v)) else "-"
+    except (TypeError, ValueError):
+        return "-"
+
+
+def summary_lines(out: Any, *, confirmed: bool) -> list[str]:
+    """The end-of-run text: confirmed verdicts with intervals first; the search front beside them."""
+    from nas import results as R
+    from nas import verdicts as V
+
+    df = out.trials
+    lines = [f"{out.searched} searched + {out.baselines} baselines trained, {out.refused} proposals refused by the "
+             f"budget screen, {fmt_s(out.wall_s)}" + ("  (interrupted)" if out.interrupted else "")]
+    conf = V.compute_confirmation(df)
+    if not conf.empty:
+        lines += confirmation_lines(conf)
+    else:
+        lines.append("NOT CONFIRMED: the numbers below are single short search-stage runs on the validation split "
+                     "(seed-to-seed they move by several points); run `nas confirm " + str(out.run_dir) + "`")
+    lines.append("")
+    lines.append("search stage (one short run each, validation split carved from the training set):")
+    front = R.compute_pareto(df)
+    base = R.search_stage(df)
+    base = base[(base["kind"] == "baseline") & base["status"].isin(R.FINISHED_OK)].sort_values("madds_m")
+    lines.append(f"{'':2}{'trial':<20} {'family':<14} {'MAdds':>8} {'params':>7} {'val top-1':>9}")
+    for _, r in front.iterrows():
+        lines.append(f"* {str(r['trial']):<20} {str(r['family']):<14} {r['madds_m']:>7.1f}M {r['params_m']:>6.2f}M "
+                     f"{r['val_top1']:>8.2f}%")
+    for _, r in base.iterrows():
+        if r["trial"] in set(front["trial"]):
+            continue
+        lines.append(f"  {str(r['trial']):<20} {str(r['family']):<14} {r['madds_m']:>7.1f}M {r['params_m']:>6.2f}M "
+                     f"{r['val_top1']:>8.2f}%  baseline")
+    lines.append("(* on the search front: max val top-1, min MAdds)")
+    lines.append(f"front configs: {out.run_dir / R.VARIANTS_DIR}/  (nas train <yaml>, nas export {out.run_dir} <trial>)")
+    return lines
+
+
+def confirmation_lines(conf: Any) -> list[str]:
+    t = conf.table
+    ev = t["eval_set"].iloc[0] if len(t) else "test"
+    n = int(t["n"].max()) if len(t) else 0
+    lines = ["", f"confirmed ({ev} split, n = {n} paired seeds per architecture, mean and 95% t interval):",
+             f"{'':2}{'trial':<20} {'family':<14} {'MAdds':>8} {'top-1':>7} {'95% interval':>16} {'search':>7}"]
+    for r in t.to_dict("records"):
+        mark = "*" if r["kind"] == "searched" else " "
+        lines.append(f"{mark} {r['trial']:<20} {str(r['family']):<14} {r['madds_m']:>7.1f}M {_f(r['mean']):>7} "
+                     f"[{_f(r['lo']):>6}, {_f(r['hi']):>6}] {_f(r['search_top1']):>7}")
+    lines.append("")
+    lines.append("verdicts (candidate - best published variant at <= MAdds, paired by seed):")
+    for v in conf.verdicts.to_dict("records"):
+        if not v["reference"]:
+            lines.append(f"  {v['trial']}: {v['verdict']}")
+            continue
+        lines.append(f"  {v['trial']} vs {v['reference']}: {_f(v['diff'], '+.2f')} points "
+                     f"[{_f(v['diff_lo'], '+.2f')}, {_f(v['diff_hi'], '+.2f')}], n={v['n']}: {v['verdict'].upper()}")
+    for d in conf.dominance:
+        lines.append(f"  {d.a} dominates {d.b}: no more MAdds and {d.diff:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] points")
+    tr = conf.trust
+    lines += ["", "trust meter:", f"  {tr.rank_reading}", f"  {tr.noise_reading}"]
+    return lines
+
+
+__all__ = ["add_arguments", "run", "summary_lines", "format_dry_run", "progress_line", "command_line"]

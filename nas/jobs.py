@@ -1,0 +1,84 @@
+"""One training job of a run, as data: what the search hands to Ray and what the run folder records.
+
+A job is a searched architecture (Optuna parameters replayed through the space), a published baseline
+(a variant name) or a confirmation retraining of either (same architecture, a given seed, the confirm
+protocol, scored on the held-out split). Ray passes a job as its `config` dict (`to_config`), and the
+trainable reads it back (`from_config`): one shape from the searcher to the trainable to the row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("searched", "baseline")
+STAGES = ("search", "confirm")
+
+
+def trial_id(number: int) -> str:
+    """The id of the searched trial with Optuna number `number` (t0007)."""
+    return f"t{int(number):04d}"
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """A job: `kind` searched (with `params`) or baseline (with `variant`), in `stage` search or confirm.
+
+    `seed` is the training seed (the protocol's own seed in the search stage); `evaluate_test` scores the
+    trained network on the dataset's held-out split (the confirm stage). `gpus` is the GPU share Ray gives it."""
+
+    kind: str
+    trial: str
+    arch_id: str
+    madds_m: float
+    number: int = -1
+    name: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    variant: str | None = None
+    stage: str = "search"
+    seed: int = 0
+    evaluate_test: bool = False
+    gpus: float = 0.0
+    family: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"job kind {self.kind!r} is not one of {KINDS}")
+        if self.stage not in STAGES:
+            raise ValueError(f"job stage {self.stage!r} is not one of {STAGES}")
+        if self.kind == "baseline" and not self.variant:
+            raise ValueError("a baseline job names its variant")
+        if not self.name:
+            object.__setattr__(self, "name", self.trial)
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """The row identity (trial, stage, seed), as `nas.results.row_key`."""
+        return (self.trial, self.stage, int(self.seed))
+
+    def to_config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TrialJob:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in config.items() if k in names})
+
+    def replace(self, **changes: Any) -> TrialJob:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each job gets from Ray, and how many run at once."""
+
+    cpus_per_trial: int = 1
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+__all__ = ["TrialJob", "Resources", "trial_id", "KINDS", "STAGES"]

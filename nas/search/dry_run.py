@@ -1,0 +1,92 @@
+"""The dry run: what a search would do and about how long it would take, with nothing trained.
+
+The time estimate times real training steps (the trainer's own step: `nas.train.time_steps`) of an
+in-band architecture at the protocol's resolution, and scales them to the plan's jobs and slots."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas.jobs import Resources
+from nas.search.folder import BaselineCache
+from nas.search.plan import SearchPlan, choose_resources
+from nas.space import replay
+
+# concurrent trials share the machine's memory bandwidth: each runs ~1.3x slower than alone (measured,
+# BENCHMARKS.md "Search")
+CONCURRENCY_SLOWDOWN = 1.3
+RAY_START_S = 15.0
+
+
+@dataclass(frozen=True)
+class StageEstimate:
+    """One stage of the plan: its jobs (to train), seconds per job and wall seconds."""
+
+    jobs: int
+    job_s: float
+    wall_s: float
+
+
+@dataclass(frozen=True)
+class DryRun:
+    plan: SearchPlan
+    share_by_macro: dict[str, float]
+    resources: Resources
+    cached_baselines: list[str]
+    search: StageEstimate
+    confirm: StageEstimate | None = None
+
+    @property
+    def est_wall_s(self) -> float:
+        return RAY_START_S + self.search.wall_s + (self.confirm.wall_s if self.confirm else 0.0)
+
+
+def share_by_macro(plan: SearchPlan, *, samples: int = 1000) -> dict[str, float]:
+    """The share of each macro's random samples whose analytic MAdds fall in the budget band."""
+    from nas.madds import count_madds
+    from nas.space import RandomTrial, sample_arch
+
+    sc = plan.screen
+    counts: dict[str, list[int]] = {m: [0, 0] for m in plan.space.macros}
+    for i in range(min(sc.samples, samples)):
+        t = RandomTrial(plan.opts.seed * 100003 + i)
+        a = sample_arch(t, plan.space)
+        m = t.params.get("macro", next(iter(plan.space.macros)))
+        counts[m][1] += 1
+        counts[m][0] += int(sc.low <= count_madds(a) <= plan.budget)
+    return {k: (v[0] / v[1] if v[1] else 0.0) for k, v in counts.items()}
+
+
+def stage_estimate(jobs: int, job_s: float, res: Resources) -> StageEstimate:
+    slow = CONCURRENCY_SLOWDOWN if res.max_concurrent > 1 else 1.0
+    return StageEstimate(jobs=jobs, job_s=job_s, wall_s=math.ceil(jobs / res.max_concurrent) * job_s * slow)
+
+
+def job_seconds(arch: Any, proxy: Any, dataset: Any, *, threads: int, test: bool = False) -> float:
+    """Seconds one training job of `arch` under `proxy` takes here: timed real steps, scaled."""
+    from nas.train import time_steps
+
+    per_img = time_steps(arch, proxy, dataset, threads=threads)
+    evals = proxy.val_images * proxy.epochs + (len(dataset.test_y) if test and dataset.test_y is not None else 0)
+    return per_img * proxy.train_images * proxy.epochs + per_img / 3 * evals + 2.0
+
+
+def dry_run(plan: SearchPlan, *, confirm_jobs: int = 0, confirm_proxy: Any = None) -> DryRun:
+    sc = plan.screen
+    res = choose_resources(cpus=os.cpu_count() or 1, gpus=0, cpus_per_trial=plan.opts.cpus_per_trial,
+                           gpus_per_trial=plan.opts.gpus_per_trial or 0, max_concurrent=plan.opts.max_concurrent)
+    probe = replay(sc.in_band_params[len(sc.in_band_params) // 2], plan.space) if sc.in_band_params else None
+    cache = BaselineCache(Path(plan.opts.results_root))
+    cached = [b.trial for b in plan.baselines if cache.get(b.arch_id, plan.proxy.hash, plan.dataset.name, seed=b.seed)]
+    n = plan.opts.trials + len(plan.baselines) - len(cached)
+    trial_s = job_seconds(probe, plan.proxy, plan.dataset, threads=res.cpus_per_trial) if probe else 0.0
+    confirm = None
+    if confirm_jobs and confirm_proxy is not None and probe is not None:
+        cs = job_seconds(probe, confirm_proxy, plan.dataset, threads=res.cpus_per_trial, test=True)
+        confirm = stage_estimate(confirm_jobs, cs, res)
+    return DryRun(plan=plan, share_by_macro=share_by_macro(plan), resources=res, cached_baselines=cached,
+                  search=stage_estimate(n, trial_s, res), confirm=confirm)

@@ -1,0 +1,158 @@
+"""The run folder: the files a search writes besides its rows (run.yaml, space.yaml, proxy.yaml,
+environment.json), the cross-run cache of baseline results, and reading a trial's knobs back from its row."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import socket
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from nas import results as R
+from nas.errors import RunError
+from nas.search.plan import SearchPlan, now
+from nas.space import SearchSpace
+
+CACHE_DIR = ".cache"
+BASELINE_CACHE = "baselines.parquet"
+# The sources whose change can change a trained network's accuracy: blocks, builder, configs, data, trainer.
+_CODE_PARTS = ("blocks", "builder.py", "config.py", "data.py", "proxy.py", "train", "madds")
+
+
+def code_version() -> str:
+    """A 10-hex hash of the package's network and training sources: cached results are reused only by the
+    same code (a change of the blocks or the trainer never reuses stale figures)."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha1()
+    for part in _CODE_PARTS:
+        p = root / part
+        files = sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.is_file() else []
+        for f in files:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """What the run ran on (versions read from the installed distributions: no framework is imported)."""
+    import torch
+
+    devs = ["cpu"] + [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "ray": _version("ray"),
+            "optuna": _version("optuna"), "hybrid_nas": _version("hybrid-nas"), "code_version": code_version(),
+            "platform": platform.platform(), "devices": devs, "cpu_count": os.cpu_count(),
+            "hostname": socket.gethostname()}
+
+
+def write_run_files(plan: SearchPlan, *, resources: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    """run.yaml (what was run), and on a new run space.yaml and proxy.yaml (the run's own copies), and
+    environment.json. A resume appends itself to run.yaml's `resumed` list."""
+    import yaml
+
+    d = plan.run_dir
+    d.mkdir(parents=True, exist_ok=True)
+    o = plan.opts
+    cfg = {"name": plan.name, "budget_m": plan.budget_m, "min_budget": plan.min_budget, "objective": o.objective,
+           "sampler": plan.sampler, "trials": o.trials, "seed": o.seed, "data": o.data or plan.dataset.name,
+           "dataset": plan.dataset.name, "space": str(o.space or plan.space.source), "proxy_hash": plan.proxy.hash,
+           **resources, "early_stop": o.early_stop, "baselines": o.baselines, "address": o.address,
+           "created_at": plan.created_at, "command": plan.command, "optuna_storage": "sqlite:///optuna.db",
+           "study_name": plan.name, **(extra or {})}
+    if plan.resumed:
+        old = R.read_run_config(d)
+        cfg["created_at"] = old.get("created_at", cfg["created_at"])
+        cfg["command"] = old.get("command", cfg["command"])
+        cfg["resumed"] = [*old.get("resumed", []), {"at": now(), "command": plan.command}]
+    R.atomic_write_text(d / R.RUN_FILE, yaml.safe_dump(cfg, sort_keys=False))
+    if not plan.resumed:
+        R.atomic_write_text(d / "space.yaml", plan.space.to_yaml())
+        R.atomic_write_text(d / "proxy.yaml", yaml.safe_dump(plan.proxy.to_dict(), sort_keys=False))
+    R.atomic_write_text(d / "environment.json", json.dumps(environment(), indent=2))
+
+
+class BaselineCache:
+    """results/.cache/baselines.parquet: finished baseline rows keyed by (arch_id, proxy_hash, dataset, seed,
+    stage, code_version)."""
+
+    KEY = ("arch_id", "proxy_hash", "dataset", "seed", "stage", "code_version")
+
+    def __init__(self, root: Path):
+        self.path = root / CACHE_DIR / BASELINE_CACHE
+        self.version = code_version()
+
+    def _read(self):
+        import pandas as pd
+
+        if not self.path.is_file():
+            return None
+        try:
+            df = pd.read_parquet(self.path)
+        except Exception:  # a damaged cache is only a cache: retrain
+            return None
+        return df if "code_version" in df.columns else None  # written by older code: never trusted
+
+    def _match(self, df, key: dict[str, Any]):
+        m = None
+        for k in self.KEY:
+            hit = df[k].astype(str) == str(key[k])
+            m = hit if m is None else m & hit
+        return m
+
+    def get(self, arch_id: str, proxy_hash: str, dataset: str, *, seed: int = 0,
+            stage: str = "search") -> dict[str, Any] | None:
+        df = self._read()
+        if df is None or not len(df):
+            return None
+        key = {"arch_id": arch_id, "proxy_hash": proxy_hash, "dataset": dataset, "seed": seed, "stage": stage,
+               "code_version": self.version}
+        hit = df[self._match(df, key)]
+        return None if not len(hit) else hit.iloc[-1].to_dict()
+
+    def put(self, row: dict[str, Any]) -> None:
+        import pandas as pd
+
+        df = self._read()
+        new = R.normalize_trials(pd.DataFrame([R.make_row(**row)]))
+        new["code_version"] = self.version
+        if df is not None and len(df):
+            key = {**{k: row.get(k) for k in self.KEY}, "code_version": self.version}
+            key["seed"], key["stage"] = int(row.get("seed") or 0), row.get("stage") or "search"
+            new = pd.concat([df[~self._match(df, key)], new], ignore_index=True)
+        R.atomic_write(self.path, lambda t: new.to_parquet(t, index=False))
+
+
+def params_from_row(row: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+    """The Optuna params of a trials row, from its knob_* columns (matched back to the declared choices)."""
+    macro = str(row.get("knob_macro") or next(iter(space.macros)))
+    if macro not in space.macros:
+        raise RunError(f"trial {row.get('trial')} has macro {macro!r}, not in the run's space",
+                       "export with the run folder's own space.yaml")
+    m = space.macros[macro]
+    out: dict[str, Any] = {} if len(space.macros) == 1 else {"macro": macro}
+    for k, knob in m.knobs.items():
+        if knob.fixed:
+            continue
+        v = row.get(f"{R.KNOB_PREFIX}{k}")
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        for c in knob.values():
+            if str(c) == str(v) or (not isinstance(c, (bool, str)) and not isinstance(v, str) and float(c) == float(v)):
+                out[f"{m.prefix}.{k}"] = c
+                break
+        else:
+            raise RunError(f"trial {row.get('trial')}: knob {k} = {v!r} is not in the space",
+                           "export with the run folder's own space.yaml")
+    return out

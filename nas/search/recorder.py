@@ -1,0 +1,263 @@
+"""The run's table: every job's row, written to the run folder (trials, front, variants, dashboard) the
+moment it changes. Rows are built by the pure functions of `nas.results`; this class keeps them and flushes."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas import results as R
+from nas.config import ArchConfig
+from nas.jobs import TrialJob
+from nas.search.folder import BaselineCache, params_from_row
+from nas.search.plan import SearchPlan, now
+from nas.space import arch_summary, format_madds, knob_values, replay
+
+Key = tuple[str, str, int]
+CONFIRMED_CSV = "confirmed.csv"
+VERDICTS_CSV = "verdicts.csv"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the run stands after a change (the CLI turns it into the progress line)."""
+
+    done: int
+    total: int
+    searched: int
+    baselines: int
+    confirmed: int
+    best_top1: float | None
+    best_madds_m: float | None
+    best_trial: str | None
+    pareto: int
+    refused: int
+    elapsed_s: float
+    eta_s: float | None
+
+
+def finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+class RunRecorder:
+    """Keeps the rows of a run (keyed by trial, stage, seed) and writes them after every change."""
+
+    def __init__(self, plan: SearchPlan, *, total: int, dashboard: Path | None = None,
+                 on_progress: Callable[[Progress], None] | None = None,
+                 on_note: Callable[[str], None] | None = None):
+        self.plan, self.total, self.dashboard = plan, total, dashboard
+        self.on_progress = on_progress or (lambda _p: None)
+        self.on_note = on_note or (lambda _s: None)
+        d = plan.run_dir
+        self.rows: dict[Key, dict[str, Any]] = {}
+        if (d / R.TRIALS_PARQUET).is_file() or (d / R.TRIALS_CSV).is_file():
+            for r in R.read_trials(d).to_dict("records"):
+                self.rows[R.row_key(r)] = r
+        self.cache = BaselineCache(Path(plan.opts.results_root))
+        self.started: dict[Key, str] = {}
+        self.t0 = time.time()
+        self.finished_here = 0
+        self._params_m: dict[str, float] = {}
+        self._viz_failed = False
+        self.keep_variants: set[str] = set()  # confirmed trials keep their variants/<trial>.yaml
+        self.confirm_proxy: Any = None  # the confirm protocol, once the confirm stage runs
+
+    # -- queries -------------------------------------------------------------------------------------
+    def trained(self, kind: str = "searched", stage: str = "search") -> list[dict[str, Any]]:
+        return [r for r in self.rows.values() if r["kind"] == kind and r["stage"] == stage and r["status"] in R.TRAINED]
+
+    def is_trained(self, job: TrialJob) -> bool:
+        r = self.rows.get(job.key)
+        return r is not None and r["status"] in R.TRAINED
+
+    def known_result(self, arch_id: str) -> float | None:
+        for r in self.rows.values():
+            if (r["stage"] == "search" and r["arch_id"] == arch_id and r["status"] in R.FINISHED_OK
+                    and finite(r["val_top1"])):
+                return float(r["val_top1"])
+        return None
+
+    # -- rows ----------------------------------------------------------------------------------------
+    def arch_of_job(self, job: TrialJob) -> ArchConfig:
+        from nas.variants import get_variant
+
+        return get_variant(str(job.variant)) if job.kind == "baseline" else replay(job.params, self.plan.space)
+
+    def base_row(self, job: TrialJob) -> dict[str, Any]:
+        p = self.plan
+        arch = self.arch_of_job(job)
+        published = knobs = None
+        if job.kind == "baseline":
+            from nas.variants import published as published_of
+
+            published = published_of(str(job.variant))
+            rebuild = f"nas train {job.variant}"
+        else:
+            knobs = knob_values(job.params, p.space)
+            rebuild = f"nas export {p.run_dir} {job.trial}"
+        row = R.job_row(job.to_config(), summary=arch_summary(arch), params_m=self._count_params(arch),
+                        budget_m=p.budget_m, proxy_hash=p.proxy.hash, dataset=p.dataset.name, knobs=knobs,
+                        published=published, rebuild_cmd=rebuild)
+        row["family"] = job.family or arch.family
+        row["started_at"] = self.started.get(job.key, "")
+        return row
+
+    def _count_params(self, arch: ArchConfig) -> float:
+        """Parameters from the config's shapes (the network is built once per architecture, on the meta
+        device: no memory is allocated and no weights are initialized)."""
+        if arch.arch_id not in self._params_m:
+            import torch
+
+            from nas.builder import build_model, count_params
+
+            kw = dict(num_classes=self.plan.dataset.num_classes, in_chans=self.plan.dataset.in_chans)
+            try:
+                with torch.device("meta"):
+                    model = build_model(arch, **kw)
+            except (NotImplementedError, RuntimeError):  # an op without a meta kernel: build it for real
+                model = build_model(arch, **kw)
+            self._params_m[arch.arch_id] = count_params(model) / 1e6
+        return self._params_m[arch.arch_id]
+
+    def on_start(self, cfg: dict[str, Any]) -> None:
+        self.started[TrialJob.from_config(cfg).key] = now()
+
+    def on_refused(self, prop: Any) -> None:
+        """A proposal the budget screen refused (a duplicate of a trained architecture is not a row)."""
+        if prop.status == "duplicate":
+            return
+        from nas.jobs import trial_id
+
+        job = TrialJob(kind="searched", trial=trial_id(prop.number), number=prop.number, params=prop.params,
+                       arch_id=prop.arch.arch_id, madds_m=prop.madds / 1e6, seed=self.plan.proxy.seed)
+        side = "over the budget" if prop.status == "over_budget" else f"under the band floor {self.plan.min_budget:g}x"
+        why = f"{format_madds(prop.madds)} MAdds is {side} ({format_madds(self.plan.budget)}); not trained"
+        row = R.refused_row(self.base_row(job), why=why, at=now())
+        self.rows[job.key] = row
+        self.flush(quiet=True)
+
+    def on_finished(self, cfg: dict[str, Any], result: dict[str, Any] | None, error: bool) -> None:
+        job = TrialJob.from_config(cfg)
+        proxy = self.confirm_proxy if job.stage == "confirm" and self.confirm_proxy is not None else self.plan.proxy
+        row = R.finished_row(self.base_row(job), result, error=error, epochs=int(proxy.epochs), at=now())
+        row["proxy_hash"] = proxy.hash
+        self.rows[job.key] = row
+        if job.kind == "baseline" and row["status"] == "completed":
+            self.cache.put(row)
+        self.finished_here += 1
+        self.flush()
+
+    def on_error(self, cfg: dict[str, Any], message: str) -> None:
+        job = TrialJob.from_config(cfg)
+        if job.key in self.rows and self.rows[job.key]["status"] != "running":
+            return
+        self.on_finished(cfg, {"status": "failed", "error": message, "final": True}, True)
+
+    def add_cached(self, job: TrialJob, cached: dict[str, Any]) -> None:
+        row = self.base_row(job)
+        for k in ("status", "val_top1", "best_val_top1", "val_curve", "epochs_done", "wall_s", "images_per_s",
+                  "params_m", "started_at", "finished_at", "error", "test_top1", "eval_set", "proxy_hash"):
+            if k in cached:
+                row[k] = cached[k]
+        row["error"] = "reused from results/.cache/baselines.parquet (same arch, protocol, seed, data and code)"
+        self.rows[job.key] = row
+
+    # -- files ---------------------------------------------------------------------------------------
+    def frame(self):
+        import pandas as pd
+
+        return R.normalize_trials(pd.DataFrame(list(self.rows.values()))) if self.rows else R.empty_trials()
+
+    def flush(self, *, quiet: bool = False) -> None:
+        d = self.plan.run_dir
+        df = self.frame()
+        front = R.compute_pareto(df)
+        on_front = set(front["trial"].astype(str))
+        vdir = d / R.VARIANTS_DIR
+        for t in on_front | self.keep_variants:
+            path = vdir / f"{t}.yaml"
+            if not path.is_file():
+                self.arch_of(t).replace(name=t).to_yaml(path)
+        if vdir.is_dir():
+            for f in vdir.glob("*.yaml"):
+                if f.stem not in on_front and f.stem not in self.keep_variants:
+                    f.unlink()
+        for (t, _stage, _seed), r in self.rows.items():
+            r["config_path"] = f"{R.VARIANTS_DIR}/{t}.yaml" if (t in on_front or t in self.keep_variants) else ""
+            if r["config_path"]:
+                r["rebuild_cmd"] = f"nas train {d / R.VARIANTS_DIR / f'{t}.yaml'}"
+            elif r["kind"] == "searched":
+                r["rebuild_cmd"] = f"nas export {d} {t}"
+        df = R.write_trials(d, self.frame())
+        self.write_confirmation(df, front)
+        if not quiet:
+            self.refresh_dashboard()
+            self.on_progress(self.progress(df, front))
+
+    def write_confirmation(self, df: Any, front: Any) -> None:
+        """pareto.csv with its confirmation marks; with confirm rows, confirmed.csv and verdicts.csv, and a
+        header on each confirmed variant's YAML that says what was measured."""
+        from nas import verdicts as V
+
+        d = self.plan.run_dir
+        marked = V.mark_front(front, df)
+        R.atomic_write(d / R.PARETO_CSV, lambda t: marked.to_csv(t, index=False))
+        if not (df["stage"] == "confirm").any():
+            return
+        conf = V.compute_confirmation(df)
+        R.atomic_write(d / CONFIRMED_CSV, lambda t: conf.table.to_csv(t, index=False))
+        R.atomic_write(d / VERDICTS_CSV, lambda t: conf.verdicts.to_csv(t, index=False))
+        verdict = {r["trial"]: r for r in conf.verdicts.to_dict("records")}
+        for r in conf.table.to_dict("records"):
+            path = d / R.VARIANTS_DIR / f"{r['trial']}.yaml"
+            if r["kind"] != "searched" or not path.is_file():
+                continue
+            body = "\n".join(ln for ln in path.read_text().splitlines() if not ln.startswith("# confirmed"))
+            v = verdict.get(r["trial"], {})
+            head = (f"# confirmed: {r['eval_set']} top-1 {r['mean']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}] (mean, 95% t "
+                    f"interval, n={r['n']} seeds); vs {v.get('reference') or '-'}: {v.get('verdict', '-')}")
+            R.atomic_write_text(path, head + "\n" + body + "\n")
+
+    def arch_of(self, trial: str) -> ArchConfig:
+        r = min((r for (t, _s, _n), r in self.rows.items() if t == trial), key=lambda r: r["stage"] != "search")
+        if r["kind"] == "baseline":
+            from nas.variants import get_variant
+
+            return get_variant(str(r["name"]))
+        return replay(params_from_row(r, self.plan.space), self.plan.space)
+
+    def refresh_dashboard(self) -> None:
+        if self.dashboard is None or self._viz_failed:
+            return
+        try:
+            from nas.viz import write_dashboard
+
+            write_dashboard(self.plan.run_dir, out=self.dashboard)
+        except Exception as e:  # the dashboard must never stop a search
+            self._viz_failed = True
+            self.on_note(f"(dashboard not written: {type(e).__name__}: {e})")
+
+    def progress(self, df: Any, front: Any) -> Progress:
+        search = R.search_stage(df)
+        searched = search[(search["kind"] == "searched") & search["status"].isin(R.TRAINED)]
+        base = search[(search["kind"] == "baseline") & search["status"].isin(R.TRAINED)]
+        confirmed = df[(df["stage"] == "confirm") & df["status"].isin(R.TRAINED)]
+        ok = search[search["status"].isin(R.FINISHED_OK) & (search["madds_m"] <= self.plan.budget_m)]
+        best = ok.loc[ok["val_top1"].idxmax()] if len(ok) and ok["val_top1"].notna().any() else None
+        done = len(searched) + len(base) + len(confirmed)
+        el = time.time() - self.t0
+        left = max(0, self.total - done)
+        eta = (el / self.finished_here * left) if self.finished_here and left else (0.0 if not left else None)
+        return Progress(done=done, total=self.total, searched=len(searched), baselines=len(base),
+                        confirmed=len(confirmed), best_top1=None if best is None else float(best["val_top1"]),
+                        best_madds_m=None if best is None else float(best["madds_m"]),
+                        best_trial=None if best is None else str(best["trial"]), pareto=len(front),
+                        refused=int((search["status"] == "over_budget").sum()), elapsed_s=el, eta_s=eta)
