@@ -19,6 +19,7 @@ the test split is only read for a final number, never for a search decision.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import pickle
@@ -54,6 +55,7 @@ class ImageData:
     num_classes: int
     classes: tuple[str, ...]
     source: str
+    test_source: str = "test split"  # or "held-out" when carved from a dataset without one (`with_held_out`)
 
     def __post_init__(self) -> None:
         present = torch.unique(self.train_y).tolist()
@@ -84,8 +86,34 @@ def data_roots() -> list[Path]:
     return roots
 
 
+HELD_OUT_FRACTION = 0.1
+HELD_OUT_SEED = 20261201
+
+
+def with_held_out(data: ImageData, *, fraction: float = HELD_OUT_FRACTION) -> ImageData:
+    """A dataset without a test split gets one: a fixed, class-stratified `fraction` of its training images,
+    taken out of the training set, so that no search decision (which validates on a part of the training
+    set) and no training ever sees it. Datasets with a test split are returned unchanged."""
+    if data.test_x is not None:
+        return data
+    g = torch.Generator().manual_seed(HELD_OUT_SEED)
+    hold = []
+    for c in torch.unique(data.train_y).tolist():
+        idx = torch.nonzero(data.train_y == c).flatten()
+        k = int(len(idx) * fraction)
+        hold.append(idx[torch.randperm(len(idx), generator=g)[:k]])
+    held = torch.cat(hold).sort().values if hold else torch.zeros(0, dtype=torch.long)
+    keep = torch.ones(len(data.train_y), dtype=torch.bool)
+    keep[held] = False
+    if not len(held) or keep.sum() < 2:
+        return data
+    return dataclasses.replace(data, train_x=data.train_x[keep], train_y=data.train_y[keep], test_x=data.train_x[held],
+                               test_y=data.train_y[held], test_source=f"held-out {fraction:.0%} of the training images")
+
+
 def load_dataset(spec: str | os.PathLike | None = None) -> ImageData:
-    """Load a dataset by name (fashion-mnist, cifar10, cifar100) or directory path; DataError if absent."""
+    """Load a dataset by name (fashion-mnist, cifar10, cifar100) or directory path; DataError if absent.
+    A dataset without a test split gets a held-out one (`with_held_out`)."""
     spec = DEFAULT_DATASET if spec is None or str(spec) == "" else spec
     s = str(spec)
     key = s.lower().replace("_", "-")
@@ -110,7 +138,7 @@ def load_dataset(spec: str | os.PathLike | None = None) -> ImageData:
     if not p.is_dir():
         raise DataError(f"--data {s!r} is a file, not a dataset directory",
                         "pass the directory holding the IDX files, the CIFAR batches or train/<class>/ images")
-    return load_directory(p)
+    return with_held_out(load_directory(p))
 
 
 def load_directory(path: Path) -> ImageData:

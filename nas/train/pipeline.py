@@ -55,12 +55,20 @@ def to_resolution(x: torch.Tensor, r: int) -> torch.Tensor:
     return torch.cat(out)
 
 
+def test_subset(n: int, k: int) -> torch.Tensor:
+    """Indices of the test images a protocol scores on: all `n` when `k` is 0 (or >= n), else a fixed random
+    subset of `k`, the same for every seed and architecture (so paired comparisons see the same images)."""
+    if k <= 0 or k >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(20261201))[:k].sort().values
+
+
 def prepare_data(data: ImageData, proxy: ProxyConfig, device: str | torch.device = "cpu", *,
                  final: bool = False) -> PreparedData:
     """The subset of `data` that `proxy` trains and validates on (and the test split if `final`), on
     `device`. The last result is cached: trials of one process under one protocol prepare it once."""
     device = torch.device(device)
-    key = (proxy.resolution, proxy.train_images, proxy.val_images, proxy.seed, str(device), final)
+    key = (proxy.resolution, proxy.train_images, proxy.val_images, proxy.seed, str(device), final, proxy.test_images)
     if _CACHE.get("data") is data and _CACHE.get("key") == key:
         return _CACHE["prepared"]
     n = len(data.train_x)
@@ -74,7 +82,8 @@ def prepare_data(data: ImageData, proxy: ProxyConfig, device: str | torch.device
     if final:
         if data.test_x is None:
             raise DataError(f"dataset {data.name!r} has no test split", "add a val/ or test/ directory for --final")
-        test_x, test_y = to_resolution(data.test_x, r).to(device), data.test_y.to(device)
+        keep = test_subset(len(data.test_y), proxy.test_images)
+        test_x, test_y = to_resolution(data.test_x[keep], r).to(device), data.test_y[keep].to(device)
     prep = PreparedData(train_x=train_x.to(device), train_y=data.train_y[tr].to(device),
                         val_x=to_resolution(data.train_x[va], r).to(device), val_y=data.train_y[va].to(device),
                         test_x=test_x, test_y=test_y, mean=mean.to(device), std=std.to(device))

@@ -50,12 +50,14 @@ class ProxyConfig:
     crop_padding: int = 2
     hflip: bool = True
     seed: int = 0
+    test_images: int = 0  # scoring with final=True: 0 = the whole test split, N = a fixed subset of N images
 
     def __post_init__(self) -> None:
         for name in ("epochs", "train_images", "val_images", "batch_size"):
             _check_int(name, getattr(self, name), 1, "an integer >= 1")
         _check_int("resolution", self.resolution, 8, "an integer >= 8 (32 typical)")
         _check_int("crop_padding", self.crop_padding, 0, "an integer >= 0 (0: no crop)")
+        _check_int("test_images", self.test_images, 0, "an integer >= 0 (0: the whole test split)")
         _check_int("seed", self.seed, -math.inf, "an integer")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"proxy.optimizer = {self.optimizer!r} is invalid", f"one of: {', '.join(OPTIMIZERS)}")

@@ -1,0 +1,40 @@
+"""Confirm (or extend the confirmation of) an existing run: retrain its top candidates of the search front
+and the band's published variants under the confirm protocol with paired seeds, scored on the test split.
+
+Seeds and candidates already confirmed are kept, never retrained: `--confirm-seeds 5` on a run confirmed
+with 3 trains seeds 3 and 4 only; a run killed during confirmation continues where it stopped.
+
+examples:
+  nas confirm results/budget300M-20261201-120000
+  nas confirm results/mf300 --confirm-top 5 --confirm-seeds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from nas.cli.search import add_confirm_arguments, add_resource_arguments
+
+    p.add_argument("run_dir", metavar="RUN", help="a run folder written by `nas search` (results/<name>)")
+    add_confirm_arguments(p)
+    add_resource_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.cli.search import command_line, confirm_options, confirm_stage, confirmation_lines
+    from nas.search import SearchOptions, plan_search
+    from nas.verdicts import compute_confirmation
+
+    copts = confirm_options(args)
+    plan = plan_search(SearchOptions(resume=args.run_dir, gpus_per_trial=args.gpus_per_trial,
+                                     cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
+                                     address=args.address), command=command_line())
+    out = confirm_stage(plan, copts, dashboard=plan.run_dir / "dashboard.html")
+    for line in confirmation_lines(compute_confirmation(out.trials)):
+        print(line)
+    if out.interrupted:
+        print(f"\ninterrupted: continue with `nas confirm {plan.run_dir}`")
+        return 130
+    return 0

@@ -1,0 +1,183 @@
+"""From a run's rows to the claims it may print: confirmed accuracy per architecture (mean, SD, n, 95%
+interval), each candidate against the best published variant at equal or lower MAdds (a paired difference
+over seeds with its interval and a verdict), Pareto dominance claims, and the trust meter (how well the
+search stage ranked the confirmed set, and the seed noise floor). torch-free; pandas and scipy only.
+
+Only ``stage == "confirm"`` rows count as confirmed; their accuracy is `test_top1` (the held-out split,
+which no search decision reads), or `val_top1` where a run had no test split (`eval_set` says which).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nas import results as R
+from nas import stats as S
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+CONFIRMED_COLUMNS = ["trial", "kind", "family", "macro", "madds_m", "params_m", "search_top1", "mean", "sd", "n",
+                     "lo", "hi", "eval_set", "seeds"]
+VERDICT_COLUMNS = ["trial", "family", "madds_m", "mean", "reference", "reference_madds_m", "reference_mean",
+                   "diff", "diff_lo", "diff_hi", "n", "verdict"]
+
+
+def _confirm_rows(df: pd.DataFrame) -> pd.DataFrame:
+    if "stage" not in df.columns:
+        return df.iloc[0:0]
+    c = df[(df["stage"] == "confirm") & df["status"].isin(R.FINISHED_OK)].copy()
+    test = c["test_top1"] if "test_top1" in c.columns else None
+    c["acc"] = test.where(test.notna(), c["val_top1"]) if test is not None else c["val_top1"]
+    return c[c["acc"].notna()]
+
+
+def macro_of(row: Any) -> str:
+    """The family a row belongs to for the family rule: the macro of a searched trial, the published family
+    of a baseline ("Mobile-Former" -> mobile_former, MobileViT* -> mobilevit)."""
+    m = row.get("knob_macro") if hasattr(row, "get") else None
+    if isinstance(m, str) and m:
+        return m
+    fam = str(row.get("family") or "").lower().replace("-", "_")
+    return "mobile_former" if "former" in fam or fam.endswith("mf") else "mobilevit"
+
+
+def seed_accuracies(df: pd.DataFrame) -> dict[str, dict[int, float]]:
+    """trial -> {seed: confirmed accuracy}."""
+    out: dict[str, dict[int, float]] = {}
+    for r in _confirm_rows(df).to_dict("records"):
+        out.setdefault(str(r["trial"]), {})[int(r["seed"])] = float(r["acc"])
+    return out
+
+
+def confirmed_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per confirmed architecture: its confirmed mean, SD, n and 95% t interval, next to its
+    search-stage accuracy."""
+    import pandas as pd
+
+    c = _confirm_rows(df)
+    search = R.search_stage(df).drop_duplicates("trial", keep="last").set_index("trial")
+    rows = []
+    for trial, g in c.groupby("trial", sort=False):
+        s = S.summarize(g["acc"].tolist())
+        lo, hi = s.ci
+        srow = search.loc[trial] if trial in search.index else g.iloc[0]
+        rows.append({"trial": trial, "kind": g["kind"].iloc[0], "family": g["family"].iloc[0],
+                     "macro": macro_of(srow), "madds_m": float(g["madds_m"].iloc[0]),
+                     "params_m": float(g["params_m"].iloc[0]),
+                     "search_top1": float(srow["val_top1"]) if trial in search.index else math.nan,
+                     "mean": s.mean, "sd": s.sd, "n": s.n, "lo": lo, "hi": hi,
+                     "eval_set": str(g["eval_set"].iloc[0] or "test") if "eval_set" in g.columns else "test",
+                     "seeds": ",".join(str(x) for x in sorted(g["seed"].astype(int)))})
+    out = pd.DataFrame(rows, columns=CONFIRMED_COLUMNS)
+    return out.sort_values(["madds_m", "trial"], kind="stable").reset_index(drop=True)
+
+
+def verdict_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Each confirmed searched candidate against the best published variant (by confirmed mean) at equal or
+    lower MAdds: the paired difference over shared seeds, its 95% interval and the verdict."""
+    import pandas as pd
+
+    table = confirmed_table(df)
+    accs = seed_accuracies(df)
+    base = table[table["kind"] == "baseline"]
+    rows = []
+    for r in table[table["kind"] == "searched"].to_dict("records"):
+        cand = base[base["madds_m"] <= r["madds_m"]]
+        row = {"trial": r["trial"], "family": r["family"], "madds_m": r["madds_m"], "mean": r["mean"],
+               "reference": "", "reference_madds_m": math.nan, "reference_mean": math.nan, "diff": math.nan,
+               "diff_lo": math.nan, "diff_hi": math.nan, "n": 0,
+               "verdict": "no published variant at <= MAdds confirmed"}
+        if len(cand):
+            ref = cand.loc[cand["mean"].idxmax()]
+            d = S.paired_diff(accs[r["trial"]], accs[ref["trial"]])
+            row.update(reference=ref["trial"], reference_madds_m=float(ref["madds_m"]),
+                       reference_mean=float(ref["mean"]), diff=d.mean, diff_lo=d.lo, diff_hi=d.hi, n=d.n,
+                       verdict=d.verdict)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Dominance:
+    """A dominates B: A's MAdds <= B's and the 95% interval of A - B (paired seeds) lies above 0."""
+
+    a: str
+    b: str
+    diff: float
+    lo: float
+    hi: float
+    n: int
+
+
+def dominance_claims(df: pd.DataFrame) -> list[Dominance]:
+    """Every confirmed searched candidate that dominates a confirmed published variant."""
+    table = confirmed_table(df)
+    accs = seed_accuracies(df)
+    out = []
+    for a in table[table["kind"] == "searched"].to_dict("records"):
+        for b in table[table["kind"] == "baseline"].to_dict("records"):
+            if a["madds_m"] <= b["madds_m"]:
+                d = S.paired_diff(accs[a["trial"]], accs[b["trial"]])
+                if d.verdict == "better":
+                    out.append(Dominance(a["trial"], b["trial"], d.mean, d.lo, d.hi, d.n))
+    return out
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The trust meter: search-stage vs confirmed ranking over the confirmed set, and the seed noise."""
+
+    rank: S.RankAgreement
+    noise_sd: float
+    noise_dof: int
+    seeds: int
+    rank_reading: str
+    noise_reading: str
+
+
+def trust_meter(df: pd.DataFrame, *, resamples: int = 2000) -> Trust:
+    table = confirmed_table(df)
+    rank = S.rank_agreement(table["search_top1"].tolist(), table["mean"].tolist(), resamples=resamples)
+    groups = [list(v.values()) for v in seed_accuracies(df).values()]
+    sd, dof = S.pooled_sd(groups)
+    seeds = int(table["n"].max()) if len(table) else 0
+    return Trust(rank=rank, noise_sd=sd, noise_dof=dof, seeds=seeds, rank_reading=S.reading_of_tau(rank),
+                 noise_reading=S.reading_of_noise(sd, seeds, dof))
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """Everything the summary and the dashboard print about a run's confirmation stage."""
+
+    table: pd.DataFrame
+    verdicts: pd.DataFrame
+    dominance: list[Dominance]
+    trust: Trust
+
+    @property
+    def empty(self) -> bool:
+        return not len(self.table)
+
+
+def compute_confirmation(df: pd.DataFrame) -> Confirmation:
+    return Confirmation(confirmed_table(df), verdict_table(df), dominance_claims(df), trust_meter(df))
+
+
+def mark_front(front: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """pareto.csv's confirmation columns: whether each front row was confirmed, and its confirmed mean and
+    95% interval with n (NaN/False where it was not)."""
+    table = confirmed_table(df).set_index("trial")
+    out = front.copy()
+    hit = out["trial"].astype(str).isin(table.index)
+    out["confirmed"] = hit
+    for col, src in (("confirmed_top1", "mean"), ("confirmed_lo", "lo"), ("confirmed_hi", "hi"), ("confirmed_n", "n")):
+        out[col] = [table.loc[t, src] if h else math.nan for t, h in zip(out["trial"].astype(str), hit)]
+    return out
+
+
+__all__ = ["CONFIRMED_COLUMNS", "VERDICT_COLUMNS", "Confirmation", "Dominance", "Trust", "compute_confirmation",
+           "confirmed_table", "verdict_table", "dominance_claims", "trust_meter", "seed_accuracies", "mark_front",
+           "macro_of"]

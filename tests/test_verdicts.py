@@ -1,0 +1,145 @@
+"""The statistics behind the printed claims (nas.stats) and the run-level verdicts (nas.verdicts), on data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nas import results as R
+from nas import stats as S
+from nas import verdicts as V
+
+
+def test_t_interval_matches_the_textbook():
+    # mean 1, sd 1, n 4: t(0.975, 3) = 3.182 -> half-width 1.591
+    lo, hi = S.t_interval(1.0, 1.0, 4)
+    assert math.isclose(hi - 1.0, 3.1824 / 2, rel_tol=1e-3) and math.isclose(lo, 2 - hi)
+    assert all(math.isnan(v) for v in S.t_interval(1.0, float("nan"), 1))
+
+
+def test_paired_diff_pairs_by_seed_and_gives_verdicts():
+    a = {0: 80.0, 1: 81.0, 2: 82.0}
+    b = {0: 78.0, 1: 78.5, 2: 80.5, 7: 99.0}  # seed 7 has no partner: ignored
+    d = S.paired_diff(a, b)
+    assert d.n == 3 and math.isclose(d.mean, 2.0)
+    assert d.lo > 0 and d.verdict == "better"
+    assert S.paired_diff(b, a).verdict == "worse"
+    noisy = S.paired_diff({0: 80.0, 1: 75.0, 2: 85.0}, {0: 79.0, 1: 80.0, 2: 78.0})
+    assert noisy.lo < 0 < noisy.hi and noisy.verdict == "not distinguishable"
+    one = S.paired_diff({0: 90.0}, {0: 10.0})
+    assert one.n == 1 and one.verdict == "not distinguishable" and math.isnan(one.lo)
+
+
+def test_pairing_removes_the_shared_seed_effect():
+    """Two architectures that share a large per-seed effect: paired, the interval is narrow; unpaired it
+    would span zero."""
+    rng = np.random.default_rng(0)
+    seed_effect = rng.normal(0, 5, 6)
+    a = {s: 80 + seed_effect[s] + 1.0 + rng.normal(0, 0.1) for s in range(6)}
+    b = {s: 80 + seed_effect[s] + rng.normal(0, 0.1) for s in range(6)}
+    assert S.paired_diff(a, b).verdict == "better"
+    sa, sb = S.summarize(list(a.values())), S.summarize(list(b.values()))
+    assert sa.ci[0] < sb.ci[1]  # the per-architecture intervals overlap
+
+
+def test_kendall_tau_and_bootstrap_interval():
+    x = list(range(10))
+    r = S.rank_agreement(x, x, resamples=300)
+    assert math.isclose(r.tau, 1.0) and r.n == 10 and r.lo > 0.8
+    r = S.rank_agreement(x, x[::-1], resamples=300)
+    assert math.isclose(r.tau, -1.0)
+    assert math.isnan(S.kendall_tau([1, 2], [1, 2]))
+    rng = np.random.default_rng(1)
+    noise = S.rank_agreement(rng.normal(size=30), rng.normal(size=30), resamples=500)
+    assert noise.lo < 0 < noise.hi
+    assert "not shown to agree" in S.reading_of_tau(noise)
+
+
+def test_pooled_sd():
+    sd, dof = S.pooled_sd([[1.0, 3.0], [10.0, 12.0, 14.0]])
+    assert dof == 3 and math.isclose(sd, math.sqrt((2 + 8) / 3))
+    assert "SD" in S.reading_of_noise(sd, 3, dof)
+
+
+def _rows() -> pd.DataFrame:
+    rows = []
+
+    def add(trial, kind, madds, search, accs, family="hybrid-MF", macro="mobile_former"):
+        base = dict(trial=trial, kind=kind, madds_m=madds, family=family, params_m=1.0, arch_id=trial)
+        if kind == "searched":
+            base["knob_macro"] = macro
+        rows.append(R.make_row(**base, stage="search", seed=0, status="completed", val_top1=search))
+        for s, a in enumerate(accs):
+            rows.append(R.make_row(**base, stage="confirm", seed=s, status="completed", val_top1=50.0,
+                                   test_top1=a, eval_set="test"))
+
+    add("mf_small", "baseline", 150.0, 60.0, [78.0, 78.4, 77.8], family="Mobile-Former")
+    add("mf_big", "baseline", 290.0, 62.0, [80.0, 80.2, 79.9], family="Mobile-Former")
+    add("t0001", "searched", 200.0, 70.0, [79.5, 79.9, 79.4])           # better than mf_small (150M)
+    add("t0002", "searched", 280.0, 65.0, [78.0, 81.0, 77.0])           # noisy vs mf_small
+    add("t0003", "searched", 140.0, 55.0, [80.5, 80.9, 80.6], family="hybrid-ViT", macro="mobilevit")
+    rows.append(R.make_row(trial="t0004", kind="searched", stage="search", status="over_budget", madds_m=400.0))
+    return R.normalize_trials(pd.DataFrame(rows))
+
+
+def test_confirmed_table_verdicts_and_dominance():
+    df = _rows()
+    conf = V.compute_confirmation(df)
+    t = conf.table.set_index("trial")
+    assert set(t.index) == {"mf_small", "mf_big", "t0001", "t0002", "t0003"}
+    assert t.loc["t0001", "n"] == 3 and math.isclose(t.loc["t0001", "mean"], np.mean([79.5, 79.9, 79.4]))
+    assert t.loc["t0001", "lo"] < t.loc["t0001", "mean"] < t.loc["t0001", "hi"]
+    assert t.loc["t0001", "search_top1"] == 70.0 and t.loc["t0003", "macro"] == "mobilevit"
+    v = conf.verdicts.set_index("trial")
+    assert v.loc["t0001", "reference"] == "mf_small" and v.loc["t0001", "verdict"] == "better"
+    assert v.loc["t0002", "reference"] == "mf_small" and v.loc["t0002", "verdict"] == "not distinguishable"
+    assert v.loc["t0003", "reference"] == "" and "no published variant" in v.loc["t0003", "verdict"]
+    claims = {(d.a, d.b) for d in conf.dominance}
+    # t0003 (140M) beats both baselines with fewer MAdds; t0001 (200M) is below mf_big's 290M but not above it
+    assert claims == {("t0003", "mf_small"), ("t0003", "mf_big")}
+    # the search front is unchanged by confirm rows; pareto.csv marks what was confirmed
+    front = V.mark_front(R.compute_pareto(df), df)
+    assert front["confirmed"].all() and (front["confirmed_n"] == 3).all()
+    assert len(R.compute_pareto(df)) == len(R.compute_pareto(R.search_stage(df)))
+
+
+def test_trust_meter_reads_rank_agreement_and_noise():
+    tr = V.trust_meter(_rows(), resamples=200)
+    assert tr.rank.n == 5 and -1 <= tr.rank.tau <= 1
+    assert tr.seeds == 3 and tr.noise_dof == 10 and tr.noise_sd > 0
+    assert "architectures" in tr.rank_reading and "seed noise" in tr.noise_reading
+
+
+def test_family_rule_of_candidate_selection():
+    from nas.search.confirm import select_candidates
+
+    df = _rows()
+    df = df[df["stage"] == "search"]
+    # by search accuracy the MF-like t0001, t0002 lead; with k=2 the ViT-like family still gets its best
+    picks = select_candidates(df, 2)
+    assert len(picks) == 2 and "t0003" in picks
+    only_mf = df[df["trial"] != "t0003"]
+    assert "t0003" not in select_candidates(only_mf, 2)
+    assert select_candidates(df, 0) == []
+
+
+@pytest.mark.parametrize("key", [("t1", "search", 0), ("t1", "confirm", 2)])
+def test_rows_are_keyed_by_trial_stage_and_seed(tmp_path, key):
+    R.upsert_trial(tmp_path, R.make_row(trial="t1", stage="search", seed=0, status="completed", val_top1=1.0))
+    for s in range(3):
+        R.upsert_trial(tmp_path, R.make_row(trial="t1", stage="confirm", seed=s, status="completed", val_top1=2.0))
+    df = R.upsert_trial(tmp_path, R.make_row(trial=key[0], stage=key[1], seed=key[2], status="completed",
+                                             val_top1=9.0))
+    assert len(df) == 4
+    assert df[[R.row_key(r) == key for r in df.to_dict("records")]]["val_top1"].tolist() == [9.0]
+
+
+def test_old_run_folders_load_as_search_stage(tmp_path):
+    old = pd.DataFrame([{"trial": "t0", "kind": "searched", "status": "completed", "val_top1": 5.0, "madds_m": 1.0}])
+    old.to_csv(tmp_path / "trials.csv", index=False)
+    (tmp_path / "run.yaml").write_text("name: old\n")
+    df = R.read_trials(tmp_path)
+    assert df.loc[0, "stage"] == "search" and df.loc[0, "seed"] == 0 and len(R.compute_pareto(df)) == 1
