@@ -257,3 +257,58 @@ def test_onnx_export_of_a_searched_arch(tmp_path):
         want = net(x).numpy()
     assert got.shape == want.shape == (3, arch.num_classes)
     assert abs(got - want).max() < 1e-3 * max(1.0, abs(want).max())
+
+
+@pytest.mark.slow
+def test_confirm_stage_kill_resume_and_extend(work):
+    """The confirmation: paired seeds as stage=confirm rows scored on the test split; a SIGKILL during it and
+    `--resume` keeps every finished seed and trains none twice; `nas confirm --confirm-seeds 3` adds seed 2 only."""
+    (work / "confirm.yaml").write_text("resolution: 16\nepochs: 1\ntrain_images: 384\nval_images: 128\n"
+                                       "test_images: 500\nbatch_size: 64\n")
+    run = work / "results" / "conf"
+    cmd = [*NAS, "search", "--budget", "3M", "--space", TINY, "--proxy", str(work / "proxy.yaml"), "--results",
+           str(work / "results"), "--max-concurrent", "1", "--trials", "2", "--name", "conf", "--no-early-stop",
+           "--confirm-top", "2", "--confirm-seeds", "2", "--confirm-protocol", str(work / "confirm.yaml")]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 300
+    before = None
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "trials.parquet").is_file():
+            df = _trials(run)
+            conf = df[(df["stage"] == "confirm") & (df["status"] == "completed")]
+            if len(conf):
+                before = conf
+                break
+        time.sleep(0.3)
+    assert before is not None, proc.communicate()[0].decode()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    r = subprocess.run([*NAS, "search", "--resume", str(run)], env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    after = _trials(run)
+    conf = after[after["stage"] == "confirm"]
+    assert len(conf) == 4 and set(conf["seed"]) == {0, 1} and conf["status"].eq("completed").all()
+    assert conf["test_top1"].notna().all() and set(conf["eval_set"]) == {"test"}
+    assert not after.duplicated(["trial", "stage", "seed"]).any()
+    for _, row in before.iterrows():  # finished before the kill: kept, not retrained
+        now = conf[(conf["trial"] == row["trial"]) & (conf["seed"] == row["seed"])].iloc[0]
+        assert now["finished_at"] == row["finished_at"] and now["test_top1"] == row["test_top1"]
+    # the search stage is untouched by the confirmation, and its candidates are the confirmed ones
+    search = after[after["stage"] == "search"]
+    assert set(conf["trial"]) <= set(search[search["status"] == "completed"]["trial"])
+    assert "confirmed (test split, n = 2 paired seeds" in r.stdout and "trust meter:" in r.stdout
+    for f in ("confirm.yaml", "confirmed.csv", "verdicts.csv"):
+        assert (run / f).is_file(), f
+    table = pd.read_csv(run / "confirmed.csv")
+    assert (table["n"] == 2).all() and (table["lo"] <= table["mean"]).all() and (table["mean"] <= table["hi"]).all()
+    assert "confirmed" in pd.read_csv(run / "pareto.csv").columns
+    # extending: one more seed per architecture, nothing else retrained
+    r = subprocess.run([*NAS, "confirm", str(run), "--confirm-top", "2", "--confirm-seeds", "3"], env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "2 of 6 jobs to train" in r.stdout
+    ext = _trials(run)
+    conf3 = ext[ext["stage"] == "confirm"]
+    assert len(conf3) == 6 and set(conf3["seed"]) == {0, 1, 2}
+    old = conf3[conf3["seed"] < 2].set_index(["trial", "seed"])["finished_at"]
+    assert old.equals(conf.set_index(["trial", "seed"])["finished_at"].loc[old.index])

@@ -84,6 +84,14 @@ def add_resource_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results", metavar="DIR", help="where run folders go (default results/)")
 
 
+def plan_confirm_options(plan: Any):
+    """The confirm stage's options of a (possibly resumed) plan; None when the run has it off."""
+    from nas.search.confirm import ConfirmOptions
+
+    o = plan.opts
+    return ConfirmOptions(top_k=o.confirm_top, seeds=o.confirm_seeds, protocol=o.confirm_protocol) if o.confirm else None
+
+
 def confirm_options(args: argparse.Namespace):
     from nas.search.confirm import ConfirmOptions
 
@@ -100,9 +108,12 @@ def run(args: argparse.Namespace) -> int:
                          sampler=args.sampler, min_budget=args.min_budget, early_stop=args.early_stop,
                          gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
                          max_concurrent=args.max_concurrent, address=args.address, resume=args.resume,
-                         results_root=args.results, baselines=args.baselines)
-    copts = confirm_options(args) if args.confirm else None
+                         results_root=args.results, baselines=args.baselines, confirm=args.confirm,
+                         confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds,
+                         confirm_protocol=args.confirm_protocol)
+    confirm_options(args)  # checked before anything starts
     plan = plan_search(opts, command=command_line())
+    copts = plan_confirm_options(plan)
     if args.dry_run:
         from nas.search.confirm import load_confirm_protocol
 
@@ -112,9 +123,8 @@ def run(args: argparse.Namespace) -> int:
             print(line)
         return 0
     extra = (copts.top_k + len(plan.baselines)) * copts.seeds if copts else 0
-    info = {"confirm": None if copts is None else {"top_k": copts.top_k, "seeds": copts.seeds}}
     out = run_search(plan, dashboard=plan.run_dir / "dashboard.html", extra_jobs=extra, on_start=print_start,
-                     on_progress=print_progress, on_note=print_note, keep_ray=copts is not None, run_info=info)
+                     on_progress=print_progress, on_note=print_note, keep_ray=copts is not None)
     conf = None
     if copts is not None and not out.interrupted:
         conf = confirm_stage(plan, copts, dashboard=out.dashboard)

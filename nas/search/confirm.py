@@ -21,7 +21,7 @@ from typing import Any
 from nas import results as R
 from nas.errors import ConfigError
 from nas.jobs import Resources, TrialJob
-from nas.search.folder import params_from_row
+from nas.search.folder import params_from_row, record_confirm_settings
 from nas.search.plan import SearchPlan
 from nas.search.recorder import Progress, RunRecorder
 
@@ -131,6 +131,7 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
                           f"{plan.proxy.resolution} px", "use one resolution for both stages")
     d = plan.run_dir
     R.atomic_write_text(d / CONFIRM_FILE, yaml.safe_dump(proxy.to_dict(), sort_keys=False))
+    record_confirm_settings(d, top_k=opts.top_k, seeds=opts.seeds, protocol=opts.protocol)
     rec = RunRecorder(plan, total=0, dashboard=dashboard, on_progress=on_progress, on_note=on_note)
     rec.confirm_proxy = proxy
     jobs = confirm_jobs(plan, rec.frame(), opts)

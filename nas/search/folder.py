@@ -57,7 +57,7 @@ def environment() -> dict[str, Any]:
             "hostname": socket.gethostname()}
 
 
-def write_run_files(plan: SearchPlan, *, resources: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
     """run.yaml (what was run), and on a new run space.yaml and proxy.yaml (the run's own copies), and
     environment.json. A resume appends itself to run.yaml's `resumed` list."""
     import yaml
@@ -70,7 +70,9 @@ def write_run_files(plan: SearchPlan, *, resources: dict[str, Any], extra: dict[
            "dataset": plan.dataset.name, "space": str(o.space or plan.space.source), "proxy_hash": plan.proxy.hash,
            **resources, "early_stop": o.early_stop, "baselines": o.baselines, "address": o.address,
            "created_at": plan.created_at, "command": plan.command, "optuna_storage": "sqlite:///optuna.db",
-           "study_name": plan.name, **(extra or {})}
+           "study_name": plan.name,
+           "confirm": ({"top_k": o.confirm_top, "seeds": o.confirm_seeds, "protocol": o.confirm_protocol}
+                       if o.confirm else None)}
     if plan.resumed:
         old = R.read_run_config(d)
         cfg["created_at"] = old.get("created_at", cfg["created_at"])
@@ -81,6 +83,15 @@ def write_run_files(plan: SearchPlan, *, resources: dict[str, Any], extra: dict[
         R.atomic_write_text(d / "space.yaml", plan.space.to_yaml())
         R.atomic_write_text(d / "proxy.yaml", yaml.safe_dump(plan.proxy.to_dict(), sort_keys=False))
     R.atomic_write_text(d / "environment.json", json.dumps(environment(), indent=2))
+
+
+def record_confirm_settings(run_dir: Path, *, top_k: int, seeds: int, protocol: str | None) -> None:
+    """run.yaml's `confirm` entry after `nas confirm` (a later --resume keeps these settings)."""
+    import yaml
+
+    cfg = R.read_run_config(run_dir)
+    cfg["confirm"] = {"top_k": top_k, "seeds": seeds, "protocol": protocol}
+    R.atomic_write_text(run_dir / R.RUN_FILE, yaml.safe_dump(cfg, sort_keys=False))
 
 
 class BaselineCache:

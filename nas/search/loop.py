@@ -72,8 +72,7 @@ def stop_ray(plan: SearchPlan) -> None:
 def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: int = 0,
                on_start: Callable[[SearchStart], None] | None = None,
                on_progress: Callable[[Progress], None] | None = None,
-               on_note: Callable[[str], None] | None = None, keep_ray: bool = False,
-               run_info: dict[str, Any] | None = None) -> SearchOutcome:
+               on_note: Callable[[str], None] | None = None, keep_ray: bool = False) -> SearchOutcome:
     """Run (or resume) the planned search; every finished trial is in the run folder the moment it ends.
 
     `extra_jobs` counts jobs a later stage adds (for the progress total); with `keep_ray` Ray stays up for
@@ -87,7 +86,7 @@ def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: i
     resources, info = start_ray(plan)  # an unreachable cluster fails here, before the run folder exists
     interrupted = False
     try:
-        write_run_files(plan, resources=resources.to_dict(), extra=run_info)
+        write_run_files(plan, resources=resources.to_dict())
         rec = RunRecorder(plan, total=o.trials + len(plan.baselines) + extra_jobs, dashboard=dashboard,
                           on_progress=on_progress, on_note=on_note)
         # baselines: this run's rows, then the cross-run cache, train the rest

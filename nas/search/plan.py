@@ -59,6 +59,10 @@ class SearchOptions:
     results_root: str = "results"
     baselines: bool = True
     screen_samples: int = 2000
+    confirm: bool = True
+    confirm_top: int = 3
+    confirm_seeds: int = 3
+    confirm_protocol: str | None = None
 
 
 @dataclass
@@ -110,7 +114,9 @@ def _check_opts(o: SearchOptions) -> None:
 # The options a run folder fixes, with their flags: a resume keeps the run's own values.
 _RUN_SETTINGS = {"budget": "--budget", "space": "--space", "data": "--data", "proxy": "--proxy", "epochs": "--epochs",
                  "seed": "--seed", "objective": "--objective", "sampler": "--sampler", "min_budget": "--min-budget",
-                 "early_stop": "--no-early-stop", "baselines": "--no-baselines", "name": "--name"}
+                 "early_stop": "--no-early-stop", "baselines": "--no-baselines", "name": "--name",
+                 "confirm": "--no-confirm", "confirm_top": "--confirm-top", "confirm_seeds": "--confirm-seeds",
+                 "confirm_protocol": "--confirm-protocol"}
 
 
 def _resume_conflicts(given: SearchOptions, kept: SearchOptions) -> list[str]:
@@ -127,7 +133,7 @@ def _resume_conflicts(given: SearchOptions, kept: SearchOptions) -> list[str]:
             except NasError:
                 same = False
         else:  # space, proxy and epochs are the run's own copies (space.yaml, proxy.yaml): always a change
-            same = key not in ("space", "proxy", "epochs") and value == getattr(kept, key)
+            same = key not in ("space", "proxy", "epochs", "confirm_protocol") and value == getattr(kept, key)
         if not same:
             out.append(f"{flag} {value}" if not isinstance(value, bool) else flag)
     return out
@@ -150,6 +156,12 @@ def options_from_run(run_dir: Path, given: SearchOptions) -> SearchOptions:
     o.early_stop = bool(cfg.get("early_stop", True))
     o.baselines = bool(cfg.get("baselines", True))
     o.results_root = str(run_dir.parent)
+    conf = cfg.get("confirm")  # absent in runs made before the confirmation stage: off (`nas confirm` adds it)
+    o.confirm = isinstance(conf, dict)
+    if isinstance(conf, dict):
+        o.confirm_top = int(conf.get("top_k", o.confirm_top))
+        o.confirm_seeds = int(conf.get("seeds", o.confirm_seeds))
+        o.confirm_protocol = conf.get("protocol")
     for k in ("max_concurrent", "gpus_per_trial", "cpus_per_trial"):
         if getattr(given, k) is None and cfg.get(k) is not None:
             setattr(o, k, cfg[k])
