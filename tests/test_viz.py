@@ -483,16 +483,20 @@ def test_search_charts_ignore_other_stages(demo):
     assert imp.n_trials == viz.compute_importance(demo).n_trials
 
 
-def test_dashboard_of_a_run_with_a_confirmation_stage(tmp_path):
+def test_search_figure_of_a_run_with_a_confirmation_stage(tmp_path):
     d = tmp_path / "staged"
     df = write_demo_run(d, n=20, seed=4)
     R.write_trials(d, with_confirm_rows(df))
     run = R.load_run(d)
     assert "confirm" in set(run.trials["stage"])
-    text = viz.write_dashboard(d).read_text()
-    assert "99.50" not in text and "confirm OOM" not in text and "-s1" not in text
     figs = viz.build_figures(run)
+    assert list(figs) == list(viz.CONFIRM_FIGURES + viz.FIGURES)
     assert 99.5 not in [y for tr in figs["accuracy_vs_madds"].data if tr.y is not None for y in tr.y]
+    text = viz.write_dashboard(d).read_text()
+    # the search sections never show a confirm row; the confirmation section does (and its failed retraining)
+    search_part = text[text.index("Search stage <span"):]
+    assert "99.50" not in search_part and "confirm OOM" not in search_part and "-s1" not in search_part
+    assert "confirm OOM" in text and "not confirmed" in text  # its confirm rows are of other trial ids
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -627,3 +631,64 @@ def test_confirmed_front_figure(confirmation):
     assert "val split" in fig.layout.title.text and "95% CI" in fig.layout.title.text
     empty = viz.plot_confirmed_front(viz.compute_confirmed_front(R.empty_trials()))
     assert not empty.data and "no architecture confirmed yet" in empty.layout.annotations[0].text
+
+
+def write_confirmed_run(run_dir: Path) -> pd.DataFrame:
+    """A run folder holding `confirmed_frame` (a search with a confirmation stage)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.yaml").write_text(yaml.safe_dump({"name": run_dir.name, "budget_m": 300, "min_budget": 0.8,
+                                                      "data": "synthetic-10", "proxy_hash": "p1a2b3"}))
+    return R.write_trials(run_dir, confirmed_frame())
+
+
+def test_dashboard_leads_with_the_confirmation(tmp_path, confirmation):
+    _, conf = confirmation
+    d = tmp_path / "confirmed"
+    write_confirmed_run(d)
+    text = viz.write_dashboard(d).read_text()
+    assert text.count("Plotly.newPlot") == len(viz.FIGURES) + len(viz.CONFIRM_FIGURES)
+    assert 'data-figure="confirmed_front"' in text
+    assert 'data-section="verdicts"' in text and 'data-section="trust"' in text
+    h = viz.compute_headline(conf)
+    headline = f"{h.mean:.2f} [{h.lo:.2f}, {h.hi:.2f}]"
+    assert headline in text and "not distinguishable from" in text
+    # the confirmed headline comes before any search-stage number, which is labelled unconfirmed
+    first = text.index("Best confirmed candidate")
+    assert first < text.index("search stage, unconfirmed") < text.index("Largest search-stage gain")
+    assert first < text.index('data-figure="confirmed_front"') < text.index('data-figure="accuracy_vs_madds"')
+    assert "best gain, pts (search, unconfirmed)" in text and "Unconfirmed.</b>" not in text
+    # the verdicts table, the dominance claim and the trust meter's readings and numbers
+    vt = text[text.index('data-section="verdicts"'):text.index('data-section="trust"')]
+    for c in ("c_low", "c_mid", "c_top", "b_small", "better", "not distinguishable", "no published variant"):
+        assert c in vt
+    assert "dominates the published <b>b_small</b>" in vt
+    tm = viz.compute_trust_meter(conf)
+    import html as _html
+
+    assert _html.escape(tm.rank_reading) in text and _html.escape(tm.noise_reading) in text
+    assert tm.rank_text in text and 'class="gauge"' in text
+    assert "confirm retraining OOM" in text
+    # the Pareto table carries each front row's confirmed interval (every row of this search front was confirmed)
+    pareto = text[text.index("Discovered Pareto-optimal variants"):]
+    assert "confirmed top-1 (%) [95% CI]" in pareto and "not confirmed" not in pareto
+    lo = conf.table.set_index("trial").loc["c_low"]
+    assert f"{lo['mean']:.2f} [{lo['lo']:.2f}, {lo['hi']:.2f}]" in pareto
+
+
+def test_dashboard_without_confirmation_says_unconfirmed(demo, tmp_path):
+    text = viz.write_dashboard(demo.path, tmp_path / "plain.html").read_text()
+    assert "Unconfirmed.</b>" in text and "single short proxy run" in text and "nas confirm" in text
+    assert 'data-section="verdicts"' not in text and 'data-figure="confirmed_front"' not in text
+    assert "best gain, pts (unconfirmed)" in text and "Best confirmed candidate" not in text
+    assert list(viz.build_figures(demo)) == list(viz.FIGURES)
+
+
+def test_dashboard_of_a_confirmation_with_nothing_finished(tmp_path):
+    d = tmp_path / "started"
+    df = confirmed_frame()
+    df = df[(df["stage"] == "search") | (df["status"] == "failed")]
+    write_confirmed_run(d)
+    R.write_trials(d, df)
+    text = viz.write_dashboard(d).read_text()
+    assert "no architecture has finished its confirmation yet" in text and "no architecture confirmed yet" in text
+    assert "confirm retraining OOM" in text

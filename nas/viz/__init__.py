@@ -46,6 +46,7 @@ from nas.viz.confirm import (
 from nas.viz.curves import compute_curves, plot_curves
 from nas.viz.importance import Importance, compute_importance, plot_importance
 from nas.viz.page import (
+    CONFIRM_FIGURES,
     FIGURES,
     build_figures,
     compare_output,
@@ -74,7 +75,7 @@ __all__ = [
     "compute_compare", "plot_accuracy_vs_madds", "plot_reference", "plot_importance", "plot_parallel",
     "plot_curves", "plot_compare", "build_figures", "render_dashboard", "render_compare", "write_dashboard",
     "write_compare", "write_pngs", "find_chrome", "default_output", "export_output", "compare_output",
-    "hover_text", "ConfirmedFront", "ConfirmedHeadline", "TrustMeter", "compute_confirmed_front",
+    "hover_text", "CONFIRM_FIGURES", "ConfirmedFront", "ConfirmedHeadline", "TrustMeter", "compute_confirmed_front",
     "plot_confirmed_front", "compute_verdict_rows", "compute_dominance_rows", "compute_trust_meter",
     "compute_headline", "compute_confirm_problems", "has_confirm_rows",
 ]
