@@ -1,6 +1,6 @@
 """The dashboard in a real browser: write a run folder through nas.results, run `nas dashboard`, open the
 page in headless Chromium and check that every figure drew, with no JavaScript error and the expected
-points; save a screenshot (under the test's tmp dir, and under $NAS_SCREENSHOT_DIR when set).
+points (also for a run with a confirmation stage); save a screenshot (under the test's tmp dir, and under $NAS_SCREENSHOT_DIR when set).
 
 The page stamps its own state onto <body> once every plot has drawn (data-rendered, data-js-errors, and
 per figure data-traces / data-points / data-bars / data-parcoords); Chromium's --dump-dom after a
@@ -22,7 +22,7 @@ from nas import results as R
 from nas import viz
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_viz import write_demo_run  # noqa: E402
+from test_viz import write_confirmed_run, write_demo_run  # noqa: E402
 
 CHROMIUM = next((p for p in (os.environ.get("NAS_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
                              shutil.which("chromium-browser")) if p and os.path.isfile(p)), None)
@@ -129,3 +129,21 @@ def test_compare_page_renders_in_chromium(tmp_path):
     n_points = sum(int(R.eligible_mask(r.trials).sum()) + len(r.pareto) for r in runs)
     assert int(fig["points"]) == n_points
     screenshot(page, tmp_path, "dashboard_compare", size="1400,1100")
+
+
+def test_confirmed_dashboard_renders_in_chromium(tmp_path):
+    """A run with a confirmation stage: the confirmed front draws first (search points faded under the
+    confirmed means), the verdicts table and the trust meter are on the page."""
+    run_dir = tmp_path / "results" / "confirmed"
+    write_confirmed_run(run_dir)
+    page = viz.write_dashboard(run_dir, tmp_path / "confirmed.html")
+    dom = chromium(page, tmp_path, "--dump-dom")
+    body = body_attrs(dom)
+    assert body.get("data-rendered") == "ok", body
+    assert body["data-js-errors"] == "0", body["data-js-error-text"]
+    assert body["data-figures"] == str(len(viz.FIGURES) + len(viz.CONFIRM_FIGURES))
+    figs = figure_attrs(dom)
+    data = viz.compute_confirmed_front(R.load_run(run_dir).trials)
+    assert int(figs["confirmed_front"]["points"]) == len(data.search) + len(data.points)
+    assert 'data-section="verdicts"' in dom and 'data-section="trust"' in dom
+    screenshot(page, tmp_path, "dashboard_confirmed", size="1400,1900")

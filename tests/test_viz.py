@@ -483,13 +483,212 @@ def test_search_charts_ignore_other_stages(demo):
     assert imp.n_trials == viz.compute_importance(demo).n_trials
 
 
-def test_dashboard_of_a_run_with_a_confirmation_stage(tmp_path):
+def test_search_figure_of_a_run_with_a_confirmation_stage(tmp_path):
     d = tmp_path / "staged"
     df = write_demo_run(d, n=20, seed=4)
     R.write_trials(d, with_confirm_rows(df))
     run = R.load_run(d)
     assert "confirm" in set(run.trials["stage"])
-    text = viz.write_dashboard(d).read_text()
-    assert "99.50" not in text and "confirm OOM" not in text and "-s1" not in text
     figs = viz.build_figures(run)
+    assert list(figs) == list(viz.CONFIRM_FIGURES + viz.FIGURES)
     assert 99.5 not in [y for tr in figs["accuracy_vs_madds"].data if tr.y is not None for y in tr.y]
+    text = viz.write_dashboard(d).read_text()
+    # the search sections never show a confirm row; the confirmation section does (and its failed retraining)
+    search_part = text[text.index("Search stage <span"):]
+    assert "99.50" not in search_part and "confirm OOM" not in search_part and "-s1" not in search_part
+    assert "confirm OOM" in text and "not confirmed" in text  # its confirm rows are of other trial ids
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the confirmation stage: confirmed front, verdicts, trust meter, headline (numbers from nas.verdicts)
+
+
+def confirmed_frame() -> pd.DataFrame:
+    """Search rows and confirm rows (seeds 0..2, test_top1) of two published variants and three candidates,
+    one unconfirmed candidate, one over-budget trial and one failed confirm retraining.
+
+    By hand: c_mid beats b_small (paired, every seed); c_low (140 M) is below every baseline, so it has no
+    reference, and it dominates b_small (150 M); c_top has the highest mean but is noisy against b_small (its
+    reference; b_big is at 290 M > 280 M). Front of confirmed means: c_low, c_mid, c_top, b_big."""
+    rows = []
+
+    def add(trial, kind, madds, search, accs, family):
+        base = dict(trial=trial, name=trial, kind=kind, madds_m=madds, family=family, params_m=1.0, arch_id=trial)
+        rows.append(R.make_row(**base, stage="search", seed=0, status="completed", val_top1=search))
+        for seed, a in enumerate(accs):
+            rows.append(R.make_row(**base, stage="confirm", seed=seed, status="completed", val_top1=50.0,
+                                   test_top1=a, eval_set="test"))
+
+    add("b_small", "baseline", 150.0, 40.0, [70.0, 70.4, 69.8], "Mobile-Former")
+    add("b_big", "baseline", 290.0, 44.0, [74.0, 74.2, 73.9], "MobileViT-v2")
+    add("c_low", "searched", 140.0, 38.0, [71.0, 71.3, 70.9], "hybrid-ViT")
+    add("c_mid", "searched", 200.0, 45.0, [72.5, 73.0, 72.4], "hybrid-MF")
+    add("c_top", "searched", 280.0, 46.0, [73.0, 76.0, 72.0], "hybrid-MF")
+    rows.append(R.make_row(trial="c_other", kind="searched", stage="search", status="completed", madds_m=250.0,
+                           val_top1=41.0, family="hybrid-ViT"))
+    rows.append(R.make_row(trial="c_big", kind="searched", stage="search", status="over_budget", madds_m=400.0))
+    rows.append(R.make_row(trial="c_top", kind="searched", stage="confirm", seed=3, status="failed", madds_m=280.0,
+                           error="confirm retraining OOM"))
+    return R.normalize_trials(pd.DataFrame(rows))
+
+
+@pytest.fixture(scope="module")
+def confirmation():
+    from nas.verdicts import compute_confirmation
+
+    df = confirmed_frame()
+    return df, compute_confirmation(df)
+
+
+def test_confirmed_front_data(confirmation):
+    df, conf = confirmation
+    data = viz.compute_confirmed_front(df, conf, x_end=300.0)
+    p = data.points.set_index("trial")
+    assert set(p.index) == {"b_small", "b_big", "c_low", "c_mid", "c_top"}
+    assert p.loc["c_mid", "mean"] == pytest.approx((72.5 + 73.0 + 72.4) / 3)  # test_top1, not the confirm val
+    assert (p["err_plus"] > 0).all() and (p["err_minus"] > 0).all()
+    assert p["err_plus"].tolist() == pytest.approx((p["hi"] - p["mean"]).tolist())
+    assert set(p.index[p["on_front"]]) == {"c_low", "c_mid", "c_top", "b_big"}
+    assert data.front_x == [140.0, 200.0, 280.0, 290.0, 300.0] and data.front_y[-1] == data.front_y[-2]
+    # the faded search points: every trained search row, confirmed ones marked; no confirm row among them
+    s = data.search.set_index("trial")
+    assert set(s.index) == {"b_small", "b_big", "c_low", "c_mid", "c_top", "c_other"}
+    assert not s.loc["c_other", "confirmed"] and s.loc["c_mid", "confirmed"]
+    assert (s["stage"] == "search").all() and s.loc["c_mid", "val_top1"] == 45.0
+    assert (data.eval_set, data.seeds) == ("test", "3")
+    assert "test split mean ± 95% CI over n = 3 seeds" in viz.confirm.confirmed_axis_title(data)
+    assert "val split" in viz.confirm.confirmed_axis_title(data)
+
+
+def test_confirmed_front_of_a_run_without_confirmation(demo):
+    data = viz.compute_confirmed_front(demo.trials)
+    assert data.empty and data.front_x == [] and len(data.search) == int(R.eligible_mask(demo.trials).sum())
+    assert not viz.has_confirm_rows(demo.trials) and viz.has_confirm_rows(confirmed_frame())
+
+
+def test_verdict_rows_dominance_and_headline(confirmation):
+    df, conf = confirmation
+    v = viz.compute_verdict_rows(conf)
+    assert v["trial"].tolist() == ["c_low", "c_mid", "c_top"]  # by MAdds
+    r = v.set_index("trial")
+    assert r.loc["c_mid", "reference"] == "b_small" and r.loc["c_mid", "verdict"] == "better"
+    assert r.loc["c_top", "reference"] == "b_small" and r.loc["c_top", "verdict"] == "not distinguishable"
+    assert r.loc["c_low", "reference"] == "" and "no published variant" in r.loc["c_low", "verdict"]
+    # a join of nas.verdicts' tables: every number is theirs
+    t = conf.table.set_index("trial")
+    vv = conf.verdicts.set_index("trial")
+    for c in ("c_mid", "c_top"):
+        assert r.loc[c, "diff_lo"] == vv.loc[c, "diff_lo"] and r.loc[c, "lo"] == t.loc[c, "lo"]
+        assert r.loc[c, "reference_hi"] == t.loc["b_small", "hi"] and r.loc[c, "n_seeds"] == 3
+        assert r.loc[c, "search_top1"] == t.loc[c, "search_top1"]
+    dom = viz.compute_dominance_rows(conf)
+    assert dom[["a", "b"]].values.tolist() == [["c_low", "b_small"]]
+    assert (dom.loc[0, "a_madds_m"], dom.loc[0, "b_madds_m"]) == (140.0, 150.0) and dom.loc[0, "lo"] > 0
+    h = viz.compute_headline(conf)
+    assert (h.trial, h.reference, h.verdict) == ("c_top", "b_small", "not distinguishable")
+    assert h.lo < h.mean < h.hi and h.n_seeds == 3 and h.eval_set == "test"
+    assert (h.n_candidates, h.n_better, h.n_worse) == (3, 1, 0)
+    problems = viz.compute_confirm_problems(df)
+    assert problems[["trial", "seed", "status"]].values.tolist() == [["c_top", 3, "failed"]]
+    assert viz.compute_headline(viz.confirm.V.compute_confirmation(R.empty_trials())) is None
+
+
+def test_trust_meter_from_verdicts(confirmation):
+    _, conf = confirmation
+    tm = viz.compute_trust_meter(conf)
+    tr = conf.trust
+    assert (tm.tau, tm.lo, tm.hi, tm.n) == (tr.rank.tau, tr.rank.lo, tr.rank.hi, tr.rank.n) and tm.n == 5
+    assert (tm.noise_sd, tm.noise_dof, tm.seeds) == (tr.noise_sd, tr.noise_dof, 3)
+    assert (tm.rank_reading, tm.noise_reading) == (tr.rank_reading, tr.noise_reading)
+    assert f"{tr.rank.tau:.2f}" in tm.rank_text and "over 5 architectures" in tm.rank_text
+    assert f"{tr.noise_sd:.2f}" in tm.noise_text
+
+
+def test_interval_text():
+    from nas.viz.confirm import interval_text
+
+    assert interval_text(79.6, 79.1, 80.1) == "79.60 [79.10, 80.10]"
+    assert interval_text(1.2, -0.4, 2.0, sign=True) == "+1.20 [-0.40, +2.00]"
+    assert "n < 2" in interval_text(79.6, math.nan, math.nan) and interval_text(math.nan, 1, 2) == "n/a"
+
+
+def test_confirmed_front_figure(confirmation):
+    df, conf = confirmation
+    data = viz.compute_confirmed_front(df, conf, x_end=300.0)
+    fig = viz.plot_confirmed_front(data, viz.BudgetLines(budget_m=300.0, min_m=240.0))
+    assert isinstance(fig, go.Figure)
+    by = {t.name.split(" (")[0]: t for t in fig.data}
+    assert set(by) == {"search stage: one short run, val split", "front of confirmed means", "searched candidates",
+                       "published variants"}
+    cand, pub = by["searched candidates"], by["published variants"]
+    assert list(cand.text) == ["c_low", "c_mid", "c_top"] and list(pub.text) == ["b_small", "b_big"]
+    assert "test mean ± 95% CI, n = 3" in cand.name
+    assert list(cand.error_y.array) == pytest.approx(data.points.loc[data.points["kind"] == "searched",
+                                                                     "err_plus"].tolist())
+    assert set(pub.marker.symbol) == {"diamond", "diamond-open"} and set(cand.marker.symbol) == {"circle"}
+    assert by["search stage: one short run, val split"].marker.opacity < 1
+    assert len(by["search stage: one short run, val split"].x) == 6
+    assert "val split" in fig.layout.title.text and "95% CI" in fig.layout.title.text
+    empty = viz.plot_confirmed_front(viz.compute_confirmed_front(R.empty_trials()))
+    assert not empty.data and "no architecture confirmed yet" in empty.layout.annotations[0].text
+
+
+def write_confirmed_run(run_dir: Path) -> pd.DataFrame:
+    """A run folder holding `confirmed_frame` (a search with a confirmation stage)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.yaml").write_text(yaml.safe_dump({"name": run_dir.name, "budget_m": 300, "min_budget": 0.8,
+                                                      "data": "synthetic-10", "proxy_hash": "p1a2b3"}))
+    return R.write_trials(run_dir, confirmed_frame())
+
+
+def test_dashboard_leads_with_the_confirmation(tmp_path, confirmation):
+    _, conf = confirmation
+    d = tmp_path / "confirmed"
+    write_confirmed_run(d)
+    text = viz.write_dashboard(d).read_text()
+    assert text.count("Plotly.newPlot") == len(viz.FIGURES) + len(viz.CONFIRM_FIGURES)
+    assert 'data-figure="confirmed_front"' in text
+    assert 'data-section="verdicts"' in text and 'data-section="trust"' in text
+    h = viz.compute_headline(conf)
+    headline = f"{h.mean:.2f} [{h.lo:.2f}, {h.hi:.2f}]"
+    assert headline in text and "not distinguishable from" in text
+    # the confirmed headline comes before any search-stage number, which is labelled unconfirmed
+    first = text.index("Best confirmed candidate")
+    assert first < text.index("search stage, unconfirmed") < text.index("Largest search-stage gain")
+    assert first < text.index('data-figure="confirmed_front"') < text.index('data-figure="accuracy_vs_madds"')
+    assert "best gain, pts (search, unconfirmed)" in text and "Unconfirmed.</b>" not in text
+    # the verdicts table, the dominance claim and the trust meter's readings and numbers
+    vt = text[text.index('data-section="verdicts"'):text.index('data-section="trust"')]
+    for c in ("c_low", "c_mid", "c_top", "b_small", "better", "not distinguishable", "no published variant"):
+        assert c in vt
+    assert "dominates the published <b>b_small</b>" in vt
+    tm = viz.compute_trust_meter(conf)
+    import html as _html
+
+    assert _html.escape(tm.rank_reading) in text and _html.escape(tm.noise_reading) in text
+    assert tm.rank_text in text and 'class="gauge"' in text
+    assert "confirm retraining OOM" in text
+    # the Pareto table carries each front row's confirmed interval (every row of this search front was confirmed)
+    pareto = text[text.index("Discovered Pareto-optimal variants"):]
+    assert "confirmed top-1 (%) [95% CI]" in pareto and "not confirmed" not in pareto
+    lo = conf.table.set_index("trial").loc["c_low"]
+    assert f"{lo['mean']:.2f} [{lo['lo']:.2f}, {lo['hi']:.2f}]" in pareto
+
+
+def test_dashboard_without_confirmation_says_unconfirmed(demo, tmp_path):
+    text = viz.write_dashboard(demo.path, tmp_path / "plain.html").read_text()
+    assert "Unconfirmed.</b>" in text and "single short proxy run" in text and "nas confirm" in text
+    assert 'data-section="verdicts"' not in text and 'data-figure="confirmed_front"' not in text
+    assert "best gain, pts (unconfirmed)" in text and "Best confirmed candidate" not in text
+    assert list(viz.build_figures(demo)) == list(viz.FIGURES)
+
+
+def test_dashboard_of_a_confirmation_with_nothing_finished(tmp_path):
+    d = tmp_path / "started"
+    df = confirmed_frame()
+    df = df[(df["stage"] == "search") | (df["status"] == "failed")]
+    write_confirmed_run(d)
+    R.write_trials(d, df)
+    text = viz.write_dashboard(d).read_text()
+    assert "no architecture has finished its confirmation yet" in text and "no architecture confirmed yet" in text
+    assert "confirm retraining OOM" in text
