@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from nas.cli import main
+from nas.errors import RunError
 from nas.export import export_trial, trial_arch
 from nas.space import SPACES_DIR
 
@@ -112,6 +113,11 @@ def test_kill_then_resume_loses_and_retrains_nothing(work):
     paths = export_trial(run, t, out=work / "exp", onnx=False)
     assert paths["yaml"].is_file()
     assert main(["flops", str(run / pareto.iloc[0]["config_path"]), "--format", "json"]) == 0
+    # a proposal the budget screen refused was never trained: export says so instead of exporting silently
+    never = refused.iloc[0]["trial"]
+    with pytest.raises(RunError, match=f"trial {never} .* was never trained"):
+        export_trial(run, never, out=work / "exp", onnx=False)
+    assert export_trial(run, never, out=work / "exp", onnx=False, untrained=True)["yaml"].is_file()
 
 
 @pytest.mark.slow
