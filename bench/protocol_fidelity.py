@@ -126,20 +126,23 @@ def summarize(rows: list[dict], ref_hash: str, cand_hashes: dict[str, str]) -> l
             meta[r["arch"]] = r
     full = {a: v for a, v in ref.items() if len(v) >= 3}
     lines = [f"reference {ref_hash}: {len(ref)} architectures with >= 1 seed, {len(full)} with 3"]
+    if len(full) < 3:  # partial log: the reference is the mean of the seeds done so far (no ceiling yet)
+        lines.append("  (partial: reference = mean of the seeds done so far)")
+        full = ref
     if len(full) < 3:
         return lines
     names = sorted(full)
     ref_mean = np.array([np.mean(list(full[a].values())) for a in names])
     ref_sd, dof = S.pooled_sd([list(full[a].values()) for a in names])
     ceil = []
-    for k in range(3):
+    for k in range(3 if all(len(v) >= 3 for v in full.values()) else 0):
         one = [full[a][k] for a in names]
         rest = [np.mean([v for s, v in full[a].items() if s != k]) for a in names]
         ceil.append(S.kendall_tau(one, rest))
     ref_wall = np.mean([r["wall_s"] for r in ok if r["protocol"] == ref_hash])
     lines.append(f"  reference band {ref_mean.min():.2f}-{ref_mean.max():.2f}%, seed SD {ref_sd:.2f} points (dof {dof}), "
                  f"{ref_wall:.1f} s/job; ceiling (one confirm seed vs the mean of the other two): tau "
-                 f"{np.mean(ceil):.2f} (per seed {', '.join(f'{c:.2f}' for c in ceil)})")
+                 f"{np.mean(ceil) if ceil else float('nan'):.2f} (per seed {', '.join(f'{c:.2f}' for c in ceil)})")
     for name, h in cand_hashes.items():
         runs: dict[str, dict[int, float]] = {}
         for r in ok:

@@ -1,7 +1,7 @@
 """Is the search better than chance? TPE, NSGA-II and random search at equal trial counts, several repeats.
 
     OMP_NUM_THREADS=1 nohup .venv/bin/python bench/samplers.py --out results/bench-samplers --repeats 3 --trials 10 \\
-        --proxy bench/protocols/p1x1024_val512.yaml > samplers.out 2>&1 &
+        --proxy bench/protocols/p1x512_b8_val1024.yaml > samplers.out 2>&1 &
     .venv/bin/python bench/samplers.py --out results/bench-samplers --summary
 
 Each (sampler, repeat) is one real `nas search` (Ray Tune + Optuna) with `--seed repeat`, no baselines and no

@@ -569,6 +569,9 @@ def parse_budget(text: str | int | float) -> int:
         value = float(text)
     else:
         mt = _BUDGET_RE.match(str(text))
+        if not mt and _BUDGET_RE.match(str(text).strip().removeprefix("-")):
+            raise BudgetError(f"budget {text!r} is negative: a budget is the most multiply-adds a network may "
+                              "take", f"give a positive budget such as {BUDGET_FORMS}")
         if not mt:
             raise BudgetError(f"cannot read the budget {text!r}", f"write it as {BUDGET_FORMS}")
         value = float(mt.group(1)) * _UNITS[mt.group(2).lower()]

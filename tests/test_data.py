@@ -210,3 +210,23 @@ def test_train_val_split_is_seeded_disjoint_and_balanced():
     assert not torch.equal(va, va3)
     with pytest.raises(DataError):
         train_val_indices(labels, val_images=1000)
+
+
+def test_a_dataset_without_test_split_gets_a_held_out_one():
+    """The confirm stage scores on a test split; a dataset without one gets a fixed, stratified 10% of its
+    training images, removed from training so no search decision and no training ever sees them."""
+    import torch
+
+    from nas.data import ImageData, with_held_out
+
+    y = torch.arange(200) % 4
+    x = torch.arange(200, dtype=torch.uint8).view(200, 1, 1, 1).expand(200, 1, 4, 4).contiguous()
+    d = ImageData(name="d", train_x=x, train_y=y, test_x=None, test_y=None, num_classes=4,
+                  classes=("a", "b", "c", "d"), source="mem")
+    h = with_held_out(d)
+    assert len(h.test_y) == 20 and len(h.train_y) == 180 and h.test_source.startswith("held-out")
+    assert torch.bincount(h.test_y).tolist() == [5, 5, 5, 5]
+    seen = set(h.train_x[:, 0, 0, 0].tolist())
+    assert not seen & set(h.test_x[:, 0, 0, 0].tolist())  # disjoint from the training images
+    assert torch.equal(with_held_out(d).test_x, h.test_x)  # fixed: the same split every time
+    assert with_held_out(h) is h  # a dataset with a test split is unchanged
