@@ -211,7 +211,7 @@ def test_dry_run_plans_without_training(work, capsys):
                  "--results", str(work / "dry")])
     out = capsys.readouterr().out
     assert code == 0 and "of the space fits" in out and "estimate:" in out and "search stage: 12 searched" in out
-    assert "confirm stage: top 3 candidates + 0 baselines x 3 paired seeds" in out
+    assert "confirm stage: top 3 candidates + 0 baselines x 4 paired seeds" in out
     assert not (work / "dry").exists()
 
 

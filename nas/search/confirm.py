@@ -22,11 +22,11 @@ from nas import results as R
 from nas.errors import ConfigError
 from nas.jobs import Resources, TrialJob
 from nas.search.folder import params_from_row, record_confirm_settings
-from nas.search.plan import SearchPlan
+from nas.search.plan import DEFAULT_CONFIRM_SEEDS, DEFAULT_CONFIRM_TOP, SearchPlan
 from nas.search.recorder import Progress, RunRecorder
 
-DEFAULT_TOP_K = 3
-DEFAULT_SEEDS = 3
+DEFAULT_TOP_K = DEFAULT_CONFIRM_TOP
+DEFAULT_SEEDS = DEFAULT_CONFIRM_SEEDS
 DEFAULT_PROTOCOL = "confirm"
 CONFIRM_FILE = "confirm.yaml"
 

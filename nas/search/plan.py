@@ -29,6 +29,8 @@ DEFAULT_TRIALS = 12
 DEFAULT_MIN_BUDGET = 0.5
 OBJECTIVES = ("top1", "pareto")
 SAMPLERS = ("tpe", "nsga2", "random")
+DEFAULT_CONFIRM_TOP = 3
+DEFAULT_CONFIRM_SEEDS = 4  # BENCHMARKS.md "The default run": what fits 15 minutes on 2 cores
 
 
 def now() -> str:
@@ -61,7 +63,7 @@ class SearchOptions:
     screen_samples: int = 2000
     confirm: bool = True
     confirm_top: int = 3
-    confirm_seeds: int = 3
+    confirm_seeds: int = 4
     confirm_protocol: str | None = None
 
 
