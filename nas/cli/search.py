@@ -130,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
         conf = confirm_stage(plan, copts, dashboard=out.dashboard)
         out.trials = conf.trials
         out.interrupted = conf.interrupted
+        out.confirmation = conf
     print()
-    for line in summary_lines(out, confirmed=conf is not None):
+    for line in summary_lines(out):
         print(line)
     if out.interrupted:
         print(f"\ninterrupted: continue with `nas search --resume {out.run_dir}`")
@@ -237,14 +238,17 @@ def _f(v: Any, spec: str = ".2f") -> str:
         return "-"
 
 
-def summary_lines(out: Any, *, confirmed: bool) -> list[str]:
+def summary_lines(out: Any) -> list[str]:
     """The end-of-run text: confirmed verdicts with intervals first; the search front beside them."""
     from nas import results as R
     from nas import verdicts as V
 
     df = out.trials
+    c = out.confirmation
+    stages = (f"search stage {fmt_s(out.wall_s)}" + (f", confirm stage {fmt_s(c.wall_s)} ({c.trained} jobs trained, "
+                                                     f"{c.cached} cached)" if c is not None else ""))
     lines = [f"{out.searched} searched + {out.baselines} baselines trained, {out.refused} proposals refused by the "
-             f"budget screen, {fmt_s(out.wall_s)}" + ("  (interrupted)" if out.interrupted else "")]
+             f"budget screen; {stages}" + ("  (interrupted)" if out.interrupted else "")]
     conf = V.compute_confirmation(df)
     if not conf.empty:
         lines += confirmation_lines(conf)

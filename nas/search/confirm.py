@@ -147,7 +147,7 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
             cached += 1
         else:
             pending.append(job)
-    rec.total = len(jobs)
+    rec.total = len(jobs) + len(rec.trained("searched")) + len(rec.trained("baseline"))  # both stages
     rec.finished_here = 0
     rec.flush(quiet=True)
     if on_plan is not None:
