@@ -91,7 +91,8 @@ def confirm_jobs(plan: SearchPlan, df: Any, opts: ConfirmOptions) -> list[TrialJ
 
 def load_confirm_protocol(plan: SearchPlan, opts: ConfirmOptions) -> Any:
     """The run's own copy (confirm.yaml) when it has one, else the named or shipped protocol. The confirm
-    protocol trains longer than the search's but at the same resolution."""
+    protocol trains longer than the search's but at the same resolution (the shipped one takes the search
+    protocol's; a named one at another resolution is refused by `run_confirm`)."""
     from nas.config import load_yaml
     from nas.train import load_proxy, proxy_from_dict
 
@@ -102,7 +103,11 @@ def load_confirm_protocol(plan: SearchPlan, opts: ConfirmOptions) -> Any:
             raise ConfigError(f"{plan.run_dir} was confirmed under its own {CONFIRM_FILE}; --confirm-protocol "
                               f"{opts.protocol} would change it", "drop --confirm-protocol, or confirm a new run")
         return proxy
-    return load_proxy(opts.protocol or DEFAULT_PROTOCOL)
+    proxy = load_proxy(opts.protocol or DEFAULT_PROTOCOL)
+    if opts.protocol is None and proxy.resolution != plan.proxy.resolution:
+        # the shipped protocol follows a search protocol of another resolution (both stages, one network)
+        proxy = proxy.replace(resolution=plan.proxy.resolution)
+    return proxy
 
 
 @dataclass

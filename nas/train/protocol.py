@@ -37,9 +37,9 @@ class ProxyConfig:
 
     resolution: int = 32
     epochs: int = 2
-    train_images: int = 1024
-    val_images: int = 512
-    batch_size: int = 32
+    train_images: int = 512
+    val_images: int = 1024
+    batch_size: int = 16
     optimizer: str = "adamw"
     lr: float = 0.002
     momentum: float = 0.9
