@@ -71,7 +71,10 @@ def job_seconds(arch: Any, proxy: Any, dataset: Any, *, threads: int, test: bool
     from nas.train import time_steps
 
     per_img = time_steps(arch, proxy, dataset, threads=threads)
-    evals = proxy.val_images * proxy.epochs + (len(dataset.test_y) if test and dataset.test_y is not None else 0)
+    n_test = 0
+    if test and dataset.test_y is not None:
+        n_test = min(proxy.test_images, len(dataset.test_y)) if proxy.test_images else len(dataset.test_y)
+    evals = proxy.val_images * proxy.epochs + n_test
     return per_img * proxy.train_images * proxy.epochs + per_img / 3 * evals + 2.0
 
 
