@@ -239,12 +239,9 @@ def read_trials(run_dir: str | Path) -> pd.DataFrame:
     return normalize_trials(df)
 
 
-ROW_KEY: tuple[str, str, str] = ("trial", "stage", "seed")
-"""What identifies a row: repeats of one architecture (confirmation seeds) never overwrite each other."""
-
-
 def row_key(row: Mapping[str, Any]) -> tuple[str, str, int]:
-    """The (trial, stage, seed) identity of a row (missing stage/seed: "search", 0, as old run folders)."""
+    """The (trial, stage, seed) identity of a row: repeats of one architecture (confirmation seeds) never
+    overwrite each other (missing stage/seed: "search", 0, as in run folders written before stages existed)."""
     seed = row.get("seed")
     return (str(row["trial"]), str(row.get("stage") or "search"), 0 if _missing(seed) else int(seed))
 

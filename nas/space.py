@@ -280,14 +280,14 @@ def parse_space(data: Any, *, source: str = "<dict>") -> SearchSpace:
     macros_raw = data.get("macros")
     if not isinstance(macros_raw, dict) or not macros_raw:
         raise ConfigError(f"search space {source} needs a non-empty 'macros' mapping",
-                          f"declare one or more of: {', '.join(_MACRO_DEFS)}")
+                          f"declare one or more of: {', '.join(list_macros())}")
     nc = data.get("num_classes", 1000)
     if not _pos_int(nc):
         raise ConfigError(f"search space {source}: num_classes = {nc!r} is invalid", "an integer >= 1")
     macros: dict[str, Macro] = {}
     for mname, mraw in macros_raw.items():
         if mname not in _MACRO_DEFS:
-            raise _unknown(mname, list(_MACRO_DEFS), f"macros of {source}")
+            raise _unknown(mname, list_macros(), f"macros of {source}")
         mdef = _MACRO_DEFS[mname]
         table, base = mdef.knobs, mdef.base
         mraw = {} if mraw is None else mraw

@@ -60,10 +60,6 @@ class PairedDiff:
     sd: float
 
     @property
-    def half_width(self) -> float:
-        return (self.hi - self.lo) / 2 if math.isfinite(self.hi) else math.nan
-
-    @property
     def verdict(self) -> str:
         if self.n < 2 or not math.isfinite(self.lo):
             return "not distinguishable"
