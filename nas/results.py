@@ -410,7 +410,7 @@ def gain_vs_published(df: pd.DataFrame, *, x: str = "madds_m", y: str = "val_top
 def compute_pareto(df: pd.DataFrame) -> pd.DataFrame:
     """The Pareto-optimal search-stage rows (by MAdds and val top-1), sorted by MAdds, with
     `gain_vs_published`. Confirmation rows (stage ``confirm``) never enter the search front."""
-    norm = normalize_trials(search_stage(normalize_trials(df)))
+    norm = search_stage(normalize_trials(df)).reset_index(drop=True)
     gains = gain_vs_published(norm)
     front = norm[pareto_mask(norm)].copy()
     front[PARETO_EXTRA] = gains[front.index]

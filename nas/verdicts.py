@@ -75,13 +75,19 @@ def confirmed_table(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["madds_m", "trial"], kind="stable").reset_index(drop=True)
 
 
-def verdict_table(df: pd.DataFrame) -> pd.DataFrame:
+def _measured(df: pd.DataFrame, table: pd.DataFrame | None, accs: dict[str, dict[int, float]] | None
+              ) -> tuple[pd.DataFrame, dict[str, dict[int, float]]]:
+    """The confirmed table and per-seed accuracies of `df`, unless the caller already has them."""
+    return (confirmed_table(df) if table is None else table), (seed_accuracies(df) if accs is None else accs)
+
+
+def verdict_table(df: pd.DataFrame, *, table: pd.DataFrame | None = None,
+                  accs: dict[str, dict[int, float]] | None = None) -> pd.DataFrame:
     """Each confirmed searched candidate against the best published variant (by confirmed mean) at equal or
     lower MAdds: the paired difference over shared seeds, its 95% interval and the verdict."""
     import pandas as pd
 
-    table = confirmed_table(df)
-    accs = seed_accuracies(df)
+    table, accs = _measured(df, table, accs)
     base = table[table["kind"] == "baseline"]
     rows = []
     for r in table[table["kind"] == "searched"].to_dict("records"):
@@ -112,10 +118,10 @@ class Dominance:
     n: int
 
 
-def dominance_claims(df: pd.DataFrame) -> list[Dominance]:
+def dominance_claims(df: pd.DataFrame, *, table: pd.DataFrame | None = None,
+                     accs: dict[str, dict[int, float]] | None = None) -> list[Dominance]:
     """Every confirmed searched candidate that dominates a confirmed published variant."""
-    table = confirmed_table(df)
-    accs = seed_accuracies(df)
+    table, accs = _measured(df, table, accs)
     out = []
     for a in table[table["kind"] == "searched"].to_dict("records"):
         for b in table[table["kind"] == "baseline"].to_dict("records"):
@@ -138,10 +144,11 @@ class Trust:
     noise_reading: str
 
 
-def trust_meter(df: pd.DataFrame, *, resamples: int = 2000) -> Trust:
-    table = confirmed_table(df)
+def trust_meter(df: pd.DataFrame, *, resamples: int = 2000, table: pd.DataFrame | None = None,
+                accs: dict[str, dict[int, float]] | None = None) -> Trust:
+    table, accs = _measured(df, table, accs)
     rank = S.rank_agreement(table["search_top1"].tolist(), table["mean"].tolist(), resamples=resamples)
-    groups = [list(v.values()) for v in seed_accuracies(df).values()]
+    groups = [list(v.values()) for v in accs.values()]
     sd, dof = S.pooled_sd(groups)
     seeds = int(table["n"].max()) if len(table) else 0
     return Trust(rank=rank, noise_sd=sd, noise_dof=dof, seeds=seeds, rank_reading=S.reading_of_tau(rank),
@@ -163,7 +170,9 @@ class Confirmation:
 
 
 def compute_confirmation(df: pd.DataFrame) -> Confirmation:
-    return Confirmation(confirmed_table(df), verdict_table(df), dominance_claims(df), trust_meter(df))
+    table, accs = confirmed_table(df), seed_accuracies(df)  # once, for all four parts
+    return Confirmation(table, verdict_table(df, table=table, accs=accs), dominance_claims(df, table=table, accs=accs),
+                        trust_meter(df, table=table, accs=accs))
 
 
 def mark_front(front: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
