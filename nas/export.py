@@ -68,11 +68,14 @@ def export_trial(run_dir: str | Path, trial: str, *, out: str | Path | None = No
     return paths
 
 
-def export_onnx(arch: ArchConfig, path: Path, *, opset: int = 18) -> Path:
+def export_onnx(arch: ArchConfig, path: Path, *, opset: int = 18, model: Any = None, input_size: int | None = None,
+                in_chans: int | None = None, num_classes: int | None = None) -> Path:
     """torch.onnx.export at the target resolution with a dynamic batch axis (input "image" [batch, C, R, R],
     output "logits" [batch, classes]; the dynamo exporter, the legacy one if that fails);
     the file is checked with onnx.checker. Opset 18 is the dynamo exporter's own (a lower one makes it run
-    a version converter that fails loudly on our graphs); its progress lines and warnings are silenced."""
+    a version converter that fails loudly on our graphs); its progress lines and warnings are silenced.
+    `model` exports that network (e.g. a subnet with inherited weights, built for `in_chans`/`num_classes`)
+    at `input_size` instead of a freshly built one at the target resolution."""
     import logging
     import warnings
 
@@ -84,9 +87,10 @@ def export_onnx(arch: ArchConfig, path: Path, *, opset: int = 18) -> Path:
         import onnx
     except ImportError:
         raise ConfigError("ONNX export needs the onnx package", "pip install 'hybrid-nas[export]'") from None
-    model = build_model(arch).eval()
+    model = (model if model is not None else build_model(arch, num_classes=num_classes, in_chans=in_chans)).eval()
+    r = input_size or arch.resolution
     # batch 2, not 1: the exporter specializes a size-1 dim to a constant, and the batch axis is dynamic
-    x = torch.randn(2, arch.in_chans, arch.resolution, arch.resolution)
+    x = torch.randn(2, in_chans or arch.in_chans, r, r)
     errors = []
     for dynamo in (True, False):
         try:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -187,10 +188,11 @@ def _model(arch: ArchConfig, data: ImageData, proxy: ProxyConfig, device: torch.
 
 def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: ProxyConfig | None = None, *,
                device: str | torch.device = "cpu", report: Report | None = None, final: bool = False,
-               threads: int | None = None) -> TrainResult:
+               threads: int | None = None, init: str | Path | dict | None = None) -> TrainResult:
     """Proxy-train `arch` on `data` (an ImageData, or a dataset name/path) under `proxy` (default protocol
     if None) and return a TrainResult; see the module docstring for the report contract. `final` also
-    scores the test split.
+    scores the test split. `init` (a state_dict or its file, e.g. from `nas supernet extract`) replaces the
+    initial weights.
 
     Status: ``completed``; ``nan`` (a non-finite loss ended training, with a message); ``early_stopped``
     (`report` returned "stop"); ``failed`` (the network raised while training, e.g. out of memory; the
@@ -211,6 +213,8 @@ def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: Prox
         try:
             prep = prepare_data(data, proxy, device, final=final)
             model = _model(arch, data, proxy, device)
+            if init is not None:
+                load_init(model, init)
             result.params = count_params(model)
             _train(model, prep, proxy, report, result, t_start)
             if final and result.status == "completed":
@@ -224,6 +228,22 @@ def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: Prox
         finally:
             result.wall_s = time.perf_counter() - t_start
     return result
+
+
+def load_init(model: nn.Module, init: str | Path | dict) -> None:
+    """Load initial weights into `model`; a ConfigError when they are not this network's."""
+    state = init
+    if not isinstance(init, dict):
+        p = Path(init)
+        if not p.is_file():
+            raise ConfigError(f"no weights file {p}", "pass a state_dict file, e.g. from `nas supernet extract`")
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+        raise ConfigError(f"the initial weights do not fit this network: {lines[-1][:300]}",
+                          "extract them for this architecture and dataset (nas supernet extract)") from None
 
 
 def _train(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, report: Report | None,
