@@ -199,6 +199,106 @@ def trainable(config: dict[str, Any], *, space: dict[str, Any], proxy: dict[str,
     tune.report({**base, **out, "final": True})
 
 
+_SUPERNET_CACHE: dict[str, Any] = {}
+
+
+def _scorer_state(supernet: str, proxy: dict[str, Any], data: str, calibration: int) -> tuple[Any, Any, Any]:
+    """The supernet, the search protocol's data and the calibration images, loaded once per worker
+    process (Tune reuses the worker for the next trial, so each scorer holds the supernet once)."""
+    key = (supernet, json.dumps(proxy, sort_keys=True), data, calibration)
+    if _SUPERNET_CACHE.get("key") != key:
+        from nas.supernet.score import calibration_batch, load_supernet
+        from nas.train import proxy_from_dict
+        from nas.train.pipeline import prepare_data
+
+        _SUPERNET_CACHE.clear()
+        net, _ = load_supernet(supernet)
+        prep = prepare_data(_dataset(data), proxy_from_dict(proxy))
+        _SUPERNET_CACHE.update(key=key, state=(net, prep, calibration_batch(prep, calibration)))
+    return _SUPERNET_CACHE["state"]
+
+
+def scorer(config: dict[str, Any], *, space: dict[str, Any], proxy: dict[str, Any], data: str, cpus: int,
+           supernet: str, calibration: int) -> None:
+    """One-shot job (`config` is a TrialJob): the architecture's inherited-weight top-1 on the search
+    validation split, after BatchNorm recalibration; one final report."""
+    import torch
+
+    from nas.errors import NasError
+    from nas.supernet.score import score_subnet
+    from nas.variants import get_variant
+
+    torch.set_num_threads(max(1, int(cpus)))
+    job = TrialJob.from_config(config)
+    t0 = time.time()
+    arch = get_variant(job.variant) if job.kind == "baseline" else replay(job.params, parse_space(space, source="run"))
+    base = {"trial": job.trial, "stage": job.stage, "seed": job.seed, "madds_m": job.madds_m, "arch_id": arch.arch_id,
+            "final": True, "epoch": 1, "eval_set": "val"}
+    try:
+        net, prep, cal = _scorer_state(supernet, proxy, data, calibration)
+        top1 = score_subnet(net, arch, prep, calibration=cal)
+        out = {"status": "completed", METRIC: top1, "best_val_top1": top1, "val_curve": json.dumps([top1]),
+               "error": ""}
+    except NasError as e:  # e.g. an architecture the supernet does not hold: recorded, the search goes on
+        out = {"status": "failed", METRIC: None, "error": e.message[:2000], "val_curve": "[]"}
+    except (RuntimeError, ValueError) as e:
+        out = {"status": "failed", METRIC: None, "error": f"{type(e).__name__}: {e}"[:2000], "val_curve": "[]"}
+    tune.report({**base, **out, "wall_s": time.time() - t0})
+
+
+def supernet_trainable(config: dict[str, Any], *, settings: dict[str, Any], run_dir: str, cpus: int) -> None:
+    """The supernet training job: reports progress every 10 steps, then a final report."""
+    import torch
+
+    from nas.supernet.train import SupernetSettings, train_supernet
+
+    s = SupernetSettings(**settings)
+    device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
+    try:
+        last = train_supernet(s, Path(run_dir), report=lambda m: tune.report({**m, "final": False}), device=device,
+                              threads=max(1, int(cpus)))
+        tune.report({**last, "final": True, "status": "completed", "device": device})
+    except (RuntimeError, FloatingPointError, ValueError) as e:
+        tune.report({"final": True, "status": "failed", "error": f"{type(e).__name__}: {e}"[:2000]})
+
+
+class _Progress(tune.Callback):
+    def __init__(self, on_result: Callable[[dict[str, Any]], None]):
+        self.on_result = on_result
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
+        self.on_result(dict(result))
+
+
+def run_supernet_training(settings: dict[str, Any], run_dir: Path, *, cpus: int, gpus: float,
+                          on_result: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Train a supernet as one Ray Tune trial (all the CPUs it is given, a GPU when Ray sees one); returns
+    its last result. The trial checkpoints into `run_dir` itself, so a resume needs no Tune state."""
+    last: dict[str, Any] = {}
+
+    def keep(result: dict[str, Any]) -> None:
+        last.clear()
+        last.update(result)
+        on_result(result)
+
+    fn = tune.with_parameters(supernet_trainable, settings=settings, run_dir=str(run_dir.resolve()), cpus=cpus)
+    fn = tune.with_resources(fn, {"cpu": cpus, "gpu": gpus})
+    tuner = tune.Tuner(
+        fn,
+        tune_config=tune.TuneConfig(num_samples=1),
+        run_config=tune.RunConfig(name=f"supernet-{int(time.time())}", storage_path=str((run_dir / "ray").resolve()),
+                                  verbose=0, callbacks=[_Progress(keep)],
+                                  failure_config=tune.FailureConfig(max_failures=0),
+                                  checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
+    )
+    grid = tuner.fit()
+    if grid.errors and not last.get("final"):
+        raise RunError(f"the supernet training job failed: {str(grid.errors[0]).strip().splitlines()[-1][:300]}",
+                       f"see {run_dir / 'ray'} for Ray's logs; `nas supernet train --resume {run_dir}` continues "
+                       "from the last checkpoint")
+    return last
+
+
 def _eval_set(test: bool, data: str) -> str:
     if not test:
         return "val"
@@ -496,6 +596,8 @@ class TuneSpec:
     jobs: list[TrialJob] = field(default_factory=list)
     early_stop: bool = True
     sampler: str | None = None
+    supernet: str | None = None  # one-shot: score by inherited weights from this supernet instead of training
+    calibration: int = 256  # one-shot: training images that recalibrate BatchNorm
 
     @property
     def epochs(self) -> int:
@@ -544,7 +646,8 @@ def run_tune(spec: TuneSpec, hooks: SearchHooks, *, on_error: Callable[[dict[str
     scheduler = (MAddsBandedASHA(budget=spec.budget, max_t=spec.epochs, stopped=searcher.stopped)
                  if spec.early_stop else FIFOScheduler())
     _fit(searcher, scheduler, spec.trials + len(jobs), space=spec.space, proxy=spec.proxy, data=spec.data,
-         resources=res, storage_path=spec.storage_path, on_error=on_error, on_start=on_start)
+         resources=res, storage_path=spec.storage_path, on_error=on_error, on_start=on_start,
+         scoring=({"supernet": spec.supernet, "calibration": spec.calibration} if spec.supernet else None))
     return searcher
 
 
@@ -593,11 +696,12 @@ def run_jobs(jobs: list[TrialJob], hooks: SearchHooks, *, space: SearchSpace, pr
 
 def _fit(searcher: Searcher, scheduler: TrialScheduler, n: int, *, space: SearchSpace, proxy: dict[str, Any],
          data: str, resources: Resources, storage_path: Path, on_error: Callable[[dict[str, Any], str], None],
-         on_start: Callable[[dict[str, Any]], None]) -> None:
+         on_start: Callable[[dict[str, Any]], None], scoring: dict[str, Any] | None = None) -> None:
+    """`scoring` ({supernet, calibration}): jobs are scored by inherited weights (`scorer`), not trained."""
     if n <= 0:
         return
-    fn = tune.with_parameters(trainable, space=space.raw, proxy=proxy, data=data,
-                              cpus=max(1, int(resources.cpus_per_trial)))
+    fn = tune.with_parameters(scorer if scoring else trainable, space=space.raw, proxy=proxy, data=data,
+                              cpus=max(1, int(resources.cpus_per_trial)), **(scoring or {}))
     fn = tune.with_resources(fn, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
     tuner = tune.Tuner(
         fn,
@@ -613,4 +717,4 @@ def _fit(searcher: Searcher, scheduler: TrialScheduler, n: int, *, space: Search
 
 __all__ = ["BudgetedOptunaSearch", "JobQueue", "MAddsBandedASHA", "SearchHooks", "TuneSpec", "Proposal", "init_ray",
            "shutdown_ray", "run_tune", "run_jobs", "prepare_study", "trainable", "make_sampler", "default_sampler",
-           "SAMPLERS"]
+           "SAMPLERS", "scorer", "run_supernet_training"]

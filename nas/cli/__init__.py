@@ -17,6 +17,7 @@ COMMANDS = [
     ("flops", "flops", "params and MAdds of a variant or config YAML, with a per-stage breakdown"),
     ("train", "train", "proxy-train one network and write its metrics JSON"),
     ("search", "search", "search the hybrid space under a MAdds budget (Optuna proposes, Ray Tune trains)"),
+    ("supernet", "supernet", "train a weight-sharing supernet, or extract a subnet with its inherited weights"),
     ("confirm", "confirm", "confirm a run's best candidates: paired seeds, held-out split, verdicts with intervals"),
     ("dashboard", "dashboard", "write the HTML dashboard of a run (accuracy vs MAdds, Pareto front)"),
     ("export", "export", "write a trial's architecture as YAML and ONNX"),

@@ -35,12 +35,19 @@ from typing import Any
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from nas.search import DEFAULT_BUDGET, DEFAULT_MIN_BUDGET, DEFAULT_TRIALS, OBJECTIVES, SAMPLERS
+    from nas.search.plan import DEFAULT_ONESHOT_TRIALS, STRATEGIES
 
     p.add_argument("--budget", default=DEFAULT_BUDGET,
                    help=f"MAdds budget: 300M, 0.3G, 300e6 or 300000000 (default {DEFAULT_BUDGET})")
     p.add_argument("--space", metavar="PATH", help="search-space YAML (default search_spaces/hybrid.yaml)")
-    p.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
-                   help=f"searched architectures to train (default {DEFAULT_TRIALS}; refused proposals do not count)")
+    p.add_argument("--trials", type=int, default=None,
+                   help=f"searched architectures to train (default {DEFAULT_TRIALS}; one-shot: to score, default "
+                        f"{DEFAULT_ONESHOT_TRIALS}; refused proposals do not count)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="multitrial",
+                   help="multitrial: train each proposal (default); oneshot: score each by the weights it inherits "
+                        "from a supernet (`nas supernet train`), then confirm the front stand-alone")
+    p.add_argument("--supernet", metavar="RUN_DIR", help="one-shot: the supernet run folder (default: the latest "
+                   "one under --results for this space and dataset)")
     p.add_argument("--name", help="run folder name under results/ (default budget<B>-<timestamp>)")
     p.add_argument("--data", metavar="NAME|PATH", help="dataset name or directory (default fashion-mnist)")
     p.add_argument("--proxy", metavar="PATH", help="search protocol YAML (default: the shipped search protocol)")
@@ -103,14 +110,18 @@ def confirm_options(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from nas.search import SearchOptions, dry_run, plan_search, run_search
 
-    opts = SearchOptions(budget=args.budget, space=args.space, trials=args.trials, name=args.name, data=args.data,
+    from nas.search.plan import DEFAULT_ONESHOT_TRIALS, DEFAULT_TRIALS
+
+    trials = args.trials if args.trials is not None else (
+        DEFAULT_ONESHOT_TRIALS if args.strategy == "oneshot" else DEFAULT_TRIALS)
+    opts = SearchOptions(budget=args.budget, space=args.space, trials=trials, name=args.name, data=args.data,
                          proxy=args.proxy, epochs=args.epochs, seed=args.seed, objective=args.objective,
                          sampler=args.sampler, min_budget=args.min_budget, early_stop=args.early_stop,
                          gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
                          max_concurrent=args.max_concurrent, address=args.address, resume=args.resume,
                          results_root=args.results, baselines=args.baselines, confirm=args.confirm,
                          confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds,
-                         confirm_protocol=args.confirm_protocol)
+                         confirm_protocol=args.confirm_protocol, strategy=args.strategy, supernet=args.supernet)
     confirm_options(args)  # checked before anything starts
     plan = plan_search(opts, command=command_line())
     copts = plan_confirm_options(plan)
@@ -187,7 +198,11 @@ def print_start(st: Any) -> None:
         print(f"dashboard  {st.dashboard}  (rewritten after every job)", flush=True)
     r = st.resources
     gpu = f" + {r.gpus_per_trial:g} GPU" if r.gpus_per_trial else ""
-    print(f"search stage: {st.remaining} architectures + {st.baselines_to_train} baselines to train; "
+    if st.supernet is not None:
+        print(f"one-shot search: scoring by inherited weights from the supernet {st.supernet} (BatchNorm "
+              "recalibrated per subnet, top-1 on the search validation split)", flush=True)
+    verb = "to score" if st.supernet is not None else "to train"
+    print(f"search stage: {st.remaining} architectures + {st.baselines_to_train} baselines {verb}; "
           f"{r.max_concurrent} at a time, {r.cpus_per_trial} CPU{gpu} each; Ray: {st.nodes} node(s)", flush=True)
 
 
@@ -218,7 +233,10 @@ def format_dry_run(dr: Any, copts: Any = None) -> list[str]:
            f"  search protocol {p.proxy.hash}: {p.proxy.epochs} epochs, {p.proxy.train_images} images at "
            f"{p.proxy.resolution}px on {p.dataset.name}, val {p.proxy.val_images} images carved from the training "
            f"set; early stop by MAdds band: {'on' if p.opts.early_stop else 'off'}",
-           f"  ~{dr.search.job_s:.0f} s per trial, {dr.search.jobs} to train: ~{fmt_s(dr.search.wall_s)}"]
+           f"  ~{dr.search.job_s:.0f} s per trial, {dr.search.jobs} to train: ~{fmt_s(dr.search.wall_s)}"
+           if not p.oneshot else
+           f"  one-shot: ~{dr.search.job_s:.1f} s per architecture scored by inherited weights from {p.supernet}, "
+           f"{dr.search.jobs} to score: ~{fmt_s(dr.search.wall_s)}"]
     if copts is None:
         out.append("confirm stage: off (--no-confirm): the search-stage numbers will be unconfirmed")
     elif dr.confirm is not None:
@@ -247,8 +265,11 @@ def summary_lines(out: Any) -> list[str]:
     c = out.confirmation
     stages = (f"search stage {fmt_s(out.wall_s)}" + (f", confirm stage {fmt_s(c.wall_s)} ({c.trained} jobs trained, "
                                                      f"{c.cached} cached)" if c is not None else ""))
-    lines = [f"{out.searched} searched + {out.baselines} baselines trained, {out.refused} proposals refused by the "
-             f"budget screen; {stages}" + ("  (interrupted)" if out.interrupted else "")]
+    how = "scored by inherited weights" if out.oneshot else "trained"
+    rate = (f" ({60 * (out.searched + out.baselines) / max(out.search_s, 1e-9):.1f} architectures/min)"
+            if out.search_s else "")
+    lines = [f"{out.searched} searched + {out.baselines} baselines {how}, {out.refused} proposals refused by the "
+             f"budget screen; {stages}{rate}" + ("  (interrupted)" if out.interrupted else "")]
     conf = V.compute_confirmation(df)
     if not conf.empty:
         lines += confirmation_lines(conf)
@@ -256,7 +277,8 @@ def summary_lines(out: Any) -> list[str]:
         lines.append("NOT CONFIRMED: the numbers below are single short search-stage runs on the validation split "
                      "(seed-to-seed they move by several points); run `nas confirm " + str(out.run_dir) + "`")
     lines.append("")
-    lines.append("search stage (one short run each, validation split carved from the training set):")
+    lines.append("search stage (" + ("inherited supernet weights, BatchNorm recalibrated" if out.oneshot else
+                                     "one short run each") + ", validation split carved from the training set):")
     front = R.compute_pareto(df)
     base = R.search_stage(df)
     base = base[(base["kind"] == "baseline") & base["status"].isin(R.FINISHED_OK)].sort_values("madds_m")

@@ -13,6 +13,7 @@ examples:
   nas train mobilevit_xxs
   nas train mobile_former_96m --epochs 10 --final --out mf96.json
   nas train my_arch.yaml --data ~/data/cifar-10-batches-py --proxy my_proxy.yaml
+  nas train mf151/mobile_former_151m.yaml --init mf151/mobile_former_151m.pt   # from `nas supernet extract`
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--final", action="store_true", help="also report top-1 on the test split")
     p.add_argument("--seed", type=int, help="override the proxy's seed")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--init", metavar="WEIGHTS.pt", help="initial weights (a state_dict, e.g. inherited from a "
+                   "supernet: `nas supernet extract`)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = train_arch(arch, data, proxy, device=args.device, report=report, final=args.final,
-                            threads=args.threads)
+                            threads=args.threads, init=args.init)
     finally:
         if bar is not None:
             bar.close()

@@ -1,6 +1,6 @@
 """The dry run: what a search would do and about how long it would take, with nothing trained.
 
-The time estimate times real training steps (the trainer's own step: `nas.train.time_steps`) of an
+The time estimate times real training steps (one-shot: one real inherited-weight scoring) (the trainer's own step: `nas.train.time_steps`) of an
 in-band architecture at the protocol's resolution, and scales them to the plan's jobs and slots."""
 
 from __future__ import annotations
@@ -78,6 +78,30 @@ def job_seconds(arch: Any, proxy: Any, dataset: Any, *, threads: int, test: bool
     return per_img * proxy.train_images * proxy.epochs + per_img / 3 * evals + 2.0
 
 
+def score_seconds(plan: SearchPlan, arch: Any, *, threads: int) -> float:
+    """Seconds one one-shot job takes here: one real inherited-weight scoring of `arch` (extraction,
+    BatchNorm recalibration, the validation split), after a warm-up one."""
+    import time
+
+    import torch
+
+    from nas.supernet.score import calibration_batch, load_supernet, score_subnet
+    from nas.train.pipeline import prepare_data
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        net, _ = load_supernet(plan.supernet)
+        prep = prepare_data(plan.dataset, plan.proxy)
+        cal = calibration_batch(prep)
+        score_subnet(net, arch, prep, calibration=cal)
+        t = time.perf_counter()
+        score_subnet(net, arch, prep, calibration=cal)
+        return time.perf_counter() - t + 0.3  # + Ray's per-trial overhead
+    finally:
+        torch.set_num_threads(prev)
+
+
 def dry_run(plan: SearchPlan, *, confirm_jobs: int = 0, confirm_proxy: Any = None) -> DryRun:
     sc = plan.screen
     res = choose_resources(cpus=os.cpu_count() or 1, gpus=0, cpus_per_trial=plan.opts.cpus_per_trial,
@@ -86,7 +110,12 @@ def dry_run(plan: SearchPlan, *, confirm_jobs: int = 0, confirm_proxy: Any = Non
     cache = BaselineCache(Path(plan.opts.results_root))
     cached = [b.trial for b in plan.baselines if cache.get(b.arch_id, plan.proxy.hash, plan.dataset.name, seed=b.seed)]
     n = plan.opts.trials + len(plan.baselines) - len(cached)
-    trial_s = job_seconds(probe, plan.proxy, plan.dataset, threads=res.cpus_per_trial) if probe else 0.0
+    if probe is None:
+        trial_s = 0.0
+    elif plan.oneshot:
+        trial_s = score_seconds(plan, probe, threads=res.cpus_per_trial)
+    else:
+        trial_s = job_seconds(probe, plan.proxy, plan.dataset, threads=res.cpus_per_trial)
     confirm = None
     if confirm_jobs and confirm_proxy is not None and probe is not None:
         cs = job_seconds(probe, confirm_proxy, plan.dataset, threads=res.cpus_per_trial, test=True)

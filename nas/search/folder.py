@@ -70,7 +70,8 @@ def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
            "dataset": plan.dataset.name, "space": str(o.space or plan.space.source), "proxy_hash": plan.proxy.hash,
            **resources, "early_stop": o.early_stop, "baselines": o.baselines, "address": o.address,
            "created_at": plan.created_at, "command": plan.command, "optuna_storage": "sqlite:///optuna.db",
-           "study_name": plan.name,
+           "study_name": plan.name, "strategy": o.strategy,
+           "supernet": str(plan.supernet) if plan.supernet is not None else None,
            "confirm": ({"top_k": o.confirm_top, "seeds": o.confirm_seeds, "protocol": o.confirm_protocol}
                        if o.confirm else None)}
     if plan.resumed:

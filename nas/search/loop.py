@@ -30,6 +30,8 @@ class SearchOutcome:
     interrupted: bool = False
     dashboard: Path | None = None
     confirmation: Any = None
+    oneshot: bool = False
+    search_s: float = 0.0  # seconds the search stage's jobs ran (Ray start excluded)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class SearchStart:
     cached_baselines: dict[str, float]
     resources: Resources
     nodes: int
+    supernet: Path | None = None
 
 
 def start_ray(plan: SearchPlan) -> tuple[Resources, dict[str, Any]]:
@@ -67,6 +70,12 @@ def stop_ray(plan: SearchPlan) -> None:
 
     if not plan.opts.address:
         tuning.shutdown_ray(keep_logs_in=plan.run_dir / "ray" / "logs")
+
+
+def _calibration_images() -> int:
+    from nas.supernet.score import CALIBRATION_IMAGES
+
+    return CALIBRATION_IMAGES
 
 
 def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: int = 0,
@@ -95,7 +104,9 @@ def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: i
         for job in plan.baselines:
             if rec.is_trained(job):
                 continue
-            hit = rec.cache.get(job.arch_id, plan.proxy.hash, plan.dataset.name, seed=job.seed)
+            # one-shot baselines are scored by inherited weights: never mixed with trained figures
+            hit = None if plan.oneshot else rec.cache.get(job.arch_id, plan.proxy.hash, plan.dataset.name,
+                                                          seed=job.seed)
             if hit is not None:
                 rec.add_cached(job, hit)
                 cached[job.trial] = float(hit.get("val_top1", float("nan")))
@@ -113,20 +124,24 @@ def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: i
             on_start(SearchStart(run_dir=d, dashboard=dashboard, resumed=plan.resumed,
                                  kept=len(rec.trained("searched")), rerun=len(rerun), remaining=remaining,
                                  baselines_to_train=len(pending), cached_baselines=cached, resources=resources,
-                                 nodes=int(info.get("nodes", 1))))
+                                 nodes=int(info.get("nodes", 1)), supernet=plan.supernet))
         spec = tuning.TuneSpec(space=plan.space, budget=plan.budget, min_budget=plan.min_budget,
                                objective=o.objective, sampler=plan.sampler, trials=remaining, seed=o.seed + n_study,
                                proxy=plan.proxy.to_dict(), data=str(o.data) if o.data else plan.dataset.name,
                                storage_url=storage_url, study_name=plan.name, storage_path=d / "ray",
-                               resources=resources, jobs=pending, early_stop=o.early_stop)
+                               resources=resources, jobs=pending, early_stop=o.early_stop and not plan.oneshot,
+                               supernet=str(plan.supernet) if plan.oneshot else None,
+                               calibration=_calibration_images())
         hooks = tuning.SearchHooks(on_refused=rec.on_refused, on_finished=rec.on_finished,
                                    known_result=rec.known_result)
+        t_jobs = time.time()
         try:
             if remaining or pending:
                 searcher = tuning.run_tune(spec, hooks, on_error=rec.on_error, on_start=rec.on_start)
                 interrupted = searcher.interrupted
         except KeyboardInterrupt:
             interrupted = True
+        search_s = time.time() - t_jobs if (remaining or pending) else 0.0
     except BaseException:
         stop_ray(plan)
         raise
@@ -142,4 +157,5 @@ def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: i
     search = R.search_stage(df)
     return SearchOutcome(run_dir=d, trials=df, pareto=R.compute_pareto(df), searched=len(rec.trained("searched")),
                          baselines=len(rec.trained("baseline")), refused=int((search["status"] == "over_budget").sum()),
-                         wall_s=time.time() - t0, interrupted=interrupted, dashboard=dashboard)
+                         wall_s=time.time() - t0, interrupted=interrupted, dashboard=dashboard, oneshot=plan.oneshot,
+                         search_s=search_s)

@@ -26,6 +26,8 @@ from nas.space import (
 
 DEFAULT_BUDGET = "300M"
 DEFAULT_TRIALS = 12
+DEFAULT_ONESHOT_TRIALS = 200  # one-shot: architectures scored by inherited weights (a few seconds each)
+STRATEGIES = ("multitrial", "oneshot")
 DEFAULT_MIN_BUDGET = 0.5
 OBJECTIVES = ("top1", "pareto")
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -65,6 +67,8 @@ class SearchOptions:
     confirm_top: int = 3
     confirm_seeds: int = 4
     confirm_protocol: str | None = None
+    strategy: str = "multitrial"
+    supernet: str | None = None
 
 
 @dataclass
@@ -84,6 +88,11 @@ class SearchPlan:
     resumed: bool = False
     command: str = ""
     created_at: str = field(default_factory=now)
+    supernet: Path | None = None  # one-shot: the supernet run folder that scores the proposals
+
+    @property
+    def oneshot(self) -> bool:
+        return self.opts.strategy == "oneshot"
 
     @property
     def budget_m(self) -> float:
@@ -95,6 +104,10 @@ class SearchPlan:
 
 
 def _check_opts(o: SearchOptions) -> None:
+    if o.strategy not in STRATEGIES:
+        raise ConfigError(f"--strategy {o.strategy!r} is invalid", f"one of: {', '.join(STRATEGIES)}")
+    if o.supernet is not None and o.strategy != "oneshot":
+        raise ConfigError("--supernet is only read by a one-shot search", "add --strategy oneshot, or drop --supernet")
     if o.objective not in OBJECTIVES:
         raise ConfigError(f"--objective {o.objective!r} is invalid", f"one of: {', '.join(OBJECTIVES)}")
     if o.sampler is not None and o.sampler not in SAMPLERS:
@@ -118,7 +131,7 @@ _RUN_SETTINGS = {"budget": "--budget", "space": "--space", "data": "--data", "pr
                  "seed": "--seed", "objective": "--objective", "sampler": "--sampler", "min_budget": "--min-budget",
                  "early_stop": "--no-early-stop", "baselines": "--no-baselines", "name": "--name",
                  "confirm": "--no-confirm", "confirm_top": "--confirm-top", "confirm_seeds": "--confirm-seeds",
-                 "confirm_protocol": "--confirm-protocol"}
+                 "confirm_protocol": "--confirm-protocol", "strategy": "--strategy", "supernet": "--supernet"}
 
 
 def _resume_conflicts(given: SearchOptions, kept: SearchOptions) -> list[str]:
@@ -157,6 +170,8 @@ def options_from_run(run_dir: Path, given: SearchOptions) -> SearchOptions:
     o.name = cfg.get("name", run_dir.name)
     o.early_stop = bool(cfg.get("early_stop", True))
     o.baselines = bool(cfg.get("baselines", True))
+    o.strategy = cfg.get("strategy", "multitrial")
+    o.supernet = cfg.get("supernet")
     o.results_root = str(run_dir.parent)
     conf = cfg.get("confirm")  # absent in runs made before the confirmation stage: off (`nas confirm` adds it)
     o.confirm = isinstance(conf, dict)
@@ -204,11 +219,26 @@ def plan_search(opts: SearchOptions, *, command: str = "") -> SearchPlan:
         if run_dir.exists() and any(run_dir.iterdir()):
             raise RunError(f"run folder {run_dir} already exists",
                            f"continue it with `nas search --resume {run_dir}`, or pick another --name")
+    supernet = _supernet_of(opts, proxy=proxy, dataset=str(opts.data) if opts.data else dataset.name,
+                            space=space) if opts.strategy == "oneshot" else None
     baselines = (baselines_in_band(budget, min_budget, num_classes=space.num_classes, seed=proxy.seed)
                  if opts.baselines else [])
     return SearchPlan(opts=opts, name=name, run_dir=run_dir, space=space, budget=budget, min_budget=min_budget,
                       proxy=proxy, dataset=dataset, screen=screen, baselines=baselines, resumed=resumed,
-                      command=command)
+                      command=command, supernet=supernet)
+
+
+def _supernet_of(opts: SearchOptions, *, proxy: Any, dataset: str, space: SearchSpace) -> Path:
+    """The supernet folder a one-shot search scores with (--supernet, else the latest that fits), checked."""
+    from nas.config import load_yaml
+    from nas.supernet.run import check_compatible, find_supernet
+    from nas.supernet.score import weights_path
+
+    d = Path(opts.supernet) if opts.supernet else find_supernet(opts.results_root, space=space, dataset=dataset)
+    w = weights_path(d)
+    settings = load_yaml(w.parent / "supernet.yaml") if (w.parent / "supernet.yaml").is_file() else {}
+    check_compatible(settings, proxy=proxy, dataset=dataset, space=space)
+    return w.parent
 
 
 def baselines_in_band(budget: int, min_budget: float, *, num_classes: int = 1000, seed: int = 0) -> list[TrialJob]:

@@ -67,6 +67,7 @@ class RunRecorder:
         self.finished_here = 0
         self._params_m: dict[str, float] = {}
         self._viz_failed = False
+        self._dashboard_at = 0.0
         self.keep_variants: set[str] = set()  # confirmed trials keep their variants/<trial>.yaml
         self.confirm_proxy: Any = None  # the confirm protocol, once the confirm stage runs
 
@@ -116,7 +117,11 @@ class RunRecorder:
         if arch.arch_id not in self._params_m:
             from nas.builder import build_model, count_params
 
-            model = build_model(arch, num_classes=self.plan.dataset.num_classes, in_chans=self.plan.dataset.in_chans)
+            import torch
+
+            with torch.device("meta"):  # shapes only: no memory, no initialisation
+                model = build_model(arch, num_classes=self.plan.dataset.num_classes,
+                                    in_chans=self.plan.dataset.in_chans)
             self._params_m[arch.arch_id] = count_params(model) / 1e6
         return self._params_m[arch.arch_id]
 
@@ -144,7 +149,8 @@ class RunRecorder:
         row["proxy_hash"] = proxy.hash
         self.rows[job.key] = row
         if job.kind == "baseline" and row["status"] == "completed":
-            self.cache.put(row)
+            if not self.plan.oneshot:  # inherited-weight scores are not proxy-training figures
+                self.cache.put(row)
         self.finished_here += 1
         self.flush()
 
@@ -192,7 +198,7 @@ class RunRecorder:
         df = R.write_trials(d, self.frame())
         self.write_confirmation(df, front)
         if not quiet:
-            self.refresh_dashboard()
+            self.refresh_dashboard(force=False)
             self.on_progress(self.progress(df, front))
 
     def write_confirmation(self, df: Any, front: Any) -> None:
@@ -227,9 +233,16 @@ class RunRecorder:
             return get_variant(str(r["name"]))
         return replay(params_from_row(r, self.plan.space), self.plan.space)
 
-    def refresh_dashboard(self) -> None:
+    # a one-shot search finishes a job every second or two: its dashboard is rewritten at most this often
+    # (and at the end of each stage), not after every job
+    ONESHOT_DASHBOARD_EVERY_S = 20.0
+
+    def refresh_dashboard(self, *, force: bool = True) -> None:
         if self.dashboard is None or self._viz_failed:
             return
+        if not force and self.plan.oneshot and time.time() - self._dashboard_at < self.ONESHOT_DASHBOARD_EVERY_S:
+            return
+        self._dashboard_at = time.time()
         try:
             from nas.viz import write_dashboard
 

@@ -81,27 +81,33 @@ class ConfirmedFront:
     search: pd.DataFrame
     eval_set: str
     seeds: str
+    search_label: str = "one short run"  # what a search-stage number is ("inherited supernet weights")
 
     @property
     def empty(self) -> bool:
         return not len(self.points)
 
 
-def _confirmed_hover(r: dict) -> str:
+def search_label_of(config: dict) -> str:
+    """What a run's search-stage accuracy measures, from its run.yaml."""
+    return "inherited supernet weights" if config.get("strategy") == "oneshot" else "one short run"
+
+
+def _confirmed_hover(r: dict, search_label: str = "one short run") -> str:
     e = html.escape
     kind = "published variant" if r["kind"] == "baseline" else "searched candidate"
     lines = [f"<b>{e(str(r['trial']))}</b> ({e(kind)}, {e(str(r['family']))})",
              f"confirmed {e(str(r['eval_set']))} top-1 {interval_text(r['mean'], r['lo'], r['hi'])} %",
              f"n = {int(r['n'])} seeds ({e(str(r['seeds']))}), SD {fmt(r['sd'], 2)}",
              f"MAdds {fmt(r['madds_m'], 1, ' M')}, params {fmt(r['params_m'], 2, ' M')}",
-             f"search stage (one short run, val split): {fmt(r['search_top1'], 2, '%')}"]
+             f"search stage ({e(search_label)}, val split): {fmt(r['search_top1'], 2, '%')}"]
     if r["on_front"]:
         lines.append("on the front of confirmed means")
     return "<br>".join(lines)
 
 
 def compute_confirmed_front(trials: pd.DataFrame, conf: V.Confirmation | None = None, *,
-                            x_end: float | None = None) -> ConfirmedFront:
+                            x_end: float | None = None, search_label: str = "one short run") -> ConfirmedFront:
     """The confirmed architectures with their 95% intervals, the Pareto front of their confirmed means
     (minimum MAdds, maximum mean; a step line extended to `x_end`), and the search-stage points."""
     conf = conf if conf is not None else V.compute_confirmation(trials)
@@ -109,17 +115,19 @@ def compute_confirmed_front(trials: pd.DataFrame, conf: V.Confirmation | None = 
     pts["on_front"] = R.pareto_mask(pts, y="mean").astype(bool) if len(pts) else pd.Series(dtype=bool)
     pts["err_plus"] = pts["hi"] - pts["mean"]
     pts["err_minus"] = pts["mean"] - pts["lo"]
-    pts["hover"] = [_confirmed_hover(r) for r in pts.to_dict("records")]
+    pts["hover"] = [_confirmed_hover(r, search_label) for r in pts.to_dict("records")]
     fx, fy = compute_front_steps(pts[pts["on_front"]], y="mean", x_end=x_end) if len(pts) else ([], [])
     s = R.normalize_trials(search_rows(trials))
     s = s[R.eligible_mask(s)].copy()
     s["confirmed"] = s["trial"].astype(str).isin(set(pts["trial"].astype(str)))
     s["hover"] = [f"<b>{html.escape(str(r['name'] or r['trial']))}</b> (search stage, "
                   f"{'published variant' if r['kind'] == 'baseline' else 'searched'})<br>"
-                  f"one short run, val split: {fmt(r['val_top1'], 2, '%')}<br>MAdds {fmt(r['madds_m'], 1, ' M')}"
+                  f"{html.escape(search_label)}, val split: {fmt(r['val_top1'], 2, '%')}<br>"
+                  f"MAdds {fmt(r['madds_m'], 1, ' M')}"
                   + ("<br>confirmed: see its interval" if r["confirmed"] else "") for r in s.to_dict("records")]
     return ConfirmedFront(points=pts.reset_index(drop=True), front_x=fx, front_y=fy,
-                          search=s.reset_index(drop=True), eval_set=_eval_sets(pts), seeds=_seeds_text(pts))
+                          search=s.reset_index(drop=True), eval_set=_eval_sets(pts), seeds=_seeds_text(pts),
+                          search_label=search_label)
 
 
 def confirmed_axis_title(data: ConfirmedFront) -> str:
@@ -140,7 +148,7 @@ def plot_confirmed_front(data: ConfirmedFront, budget: BudgetLines | None = None
     s = data.search
     if len(s):
         fig.add_trace(go.Scatter(
-            x=s["madds_m"], y=s["val_top1"], mode="markers", name="search stage: one short run, val split",
+            x=s["madds_m"], y=s["val_top1"], mode="markers", name=f"search stage: {data.search_label}, val split",
             marker={"color": SEARCH_FADED, "size": 7, "opacity": 0.55,
                     "symbol": ["diamond-open" if k == "baseline" else "circle-open" for k in s["kind"]]},
             text=s["hover"], hovertemplate="%{text}<extra></extra>"))
@@ -173,6 +181,34 @@ def plot_confirmed_front(data: ConfirmedFront, budget: BudgetLines | None = None
                            "confirmed means; open: off it.</sup>", height=560)
     fig.update_layout(margin={"t": 90}, legend={"orientation": "h", "y": -0.15, "yanchor": "top", "x": 0})
     return fig
+
+
+def plot_search_vs_confirmed(data: ConfirmedFront, *, title: str = "Search-stage against confirmed accuracy"
+                             ) -> go.Figure:
+    """Each confirmed architecture at (its search-stage val top-1, its confirmed mean ± 95% CI): how well
+    the search stage's numbers (a short run, or inherited supernet weights) predict the confirmed ones."""
+    _plotly.check()
+    fig = go.Figure()
+    p = data.points
+    if data.empty:
+        empty_note(fig, "no architecture confirmed yet: run <code>nas confirm</code> on this run")
+        return base_layout(fig, title=title, height=480)
+    for kind, name, symbol in (("searched", "searched candidates", "circle"), ("baseline", "published variants",
+                                                                                 "diamond")):
+        part = p[p["kind"] == kind]
+        if not len(part):
+            continue
+        fig.add_trace(go.Scatter(
+            x=part["search_top1"], y=part["mean"], mode="markers+text", name=name, text=part["trial"],
+            textposition="top center", textfont={"size": 10, "color": "#333"},
+            error_y={"type": "data", "symmetric": False, "array": part["err_plus"].tolist(),
+                     "arrayminus": part["err_minus"].tolist(), "thickness": 1.5, "width": 5, "color": "#444"},
+            marker={"symbol": symbol, "size": 11, "line": {"width": 1.5, "color": "#222"},
+                    "color": SEARCHED_COLOR if kind == "searched" else [color_for(str(f)) for f in part["family"]]},
+            hovertext=part["hover"], hovertemplate="%{hovertext}<extra></extra>"))
+    fig.update_xaxes(title=f"search stage top-1 (%): {data.search_label}, val split")
+    fig.update_yaxes(title=f"confirmed top-1 (%): {data.eval_set} split, mean ± 95% CI")
+    return base_layout(fig, title=title, height=480)
 
 
 # ---------------------------------------------------------------------------------------------------------

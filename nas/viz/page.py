@@ -36,6 +36,8 @@ from nas.viz.confirm import (
     has_confirm_rows,
     interval_text,
     plot_confirmed_front,
+    plot_search_vs_confirmed,
+    search_label_of,
 )
 from nas.viz.curves import compute_curves, plot_curves
 from nas.viz.importance import Importance, compute_importance, plot_importance
@@ -45,7 +47,7 @@ from nas.viz.tables import RunSummary, compute_pareto_table, compute_problem_tri
 
 FIGURES: tuple[str, ...] = ("accuracy_vs_madds", "reference", "importance", "parallel", "curves")
 """The main figures of the search, in page order; also the PNG file stems of ``--png``."""
-CONFIRM_FIGURES: tuple[str, ...] = ("confirmed_front",)
+CONFIRM_FIGURES: tuple[str, ...] = ("confirmed_front", "search_vs_confirmed")
 """The figures of the confirmation stage, drawn (first) only when a run has confirm rows."""
 DASHBOARDS_DIR = Path("dashboards")
 """Where `nas dashboard` writes its pages by default (relative to the working directory)."""
@@ -194,9 +196,10 @@ def build_figures(run: R.Run, *, importance: Importance | None = None,
     if has_confirm_rows(full.trials):
         conf = confirmation if confirmation is not None else V.compute_confirmation(full.trials)
         x_end = budget.budget_m if budget.has_budget else None
-        figs["confirmed_front"] = plot_confirmed_front(
-            compute_confirmed_front(full.trials, conf, x_end=x_end), budget,
-            title=f"{name}: confirmed top-1 against MAdds")
+        front = compute_confirmed_front(full.trials, conf, x_end=x_end, search_label=search_label_of(run.config))
+        figs["confirmed_front"] = plot_confirmed_front(front, budget, title=f"{name}: confirmed top-1 against MAdds")
+        figs["search_vs_confirmed"] = plot_search_vs_confirmed(
+            front, title=f"{name}: {front.search_label} (search stage) against confirmed top-1")
     figs.update({
         "accuracy_vs_madds": plot_accuracy_vs_madds(compute_points(run.trials), run.pareto, budget,
                                                     title=f"{name}: search stage (unconfirmed), proxy val "
@@ -404,13 +407,16 @@ def _confirm_problems_html(trials: Any) -> str:
             f'above):</p><ul class="note">{items}</ul>')
 
 
-def _confirm_section_html(figs: dict[str, go.Figure], conf: V.Confirmation, trials: Any) -> str:
+def _confirm_section_html(figs: dict[str, go.Figure], conf: V.Confirmation, trials: Any,
+                          label: str = "one short run each") -> str:
     return ('<h2 class="section">Confirmation <span class="stage confirmed">held-out split, paired seeds</span>'
             "</h2>" + _fig_html(figs["confirmed_front"], "confirmed_front")
             + '<p class="note">Error bars: 95% t interval of the mean over the confirmation seeds. Grey open '
-              "markers underneath: the search stage (one short run each, val split): a different split and "
+              f"markers underneath: the search stage ({html.escape(label)}, val split): a different split and "
               "protocol, so their level is not comparable with the confirmed one, only their order.</p>"
-            + _verdicts_html(conf) + _trust_html(conf) + _confirm_problems_html(trials))
+            + _verdicts_html(conf) + _trust_html(conf)
+            + (_fig_html(figs["search_vs_confirmed"], "search_vs_confirmed") if "search_vs_confirmed" in figs else "")
+            + _confirm_problems_html(trials))
 
 
 def _problems_html(run: R.Run) -> str:
@@ -455,8 +461,9 @@ def render_dashboard(run: R.Run, *, out: Path | None = None, refresh_s: int | No
     _, ref_notes = compute_reference()
     header = _header_html(run, s, compute_budget_lines(run.config, run.trials), confirmed=confirmed, head=head,
                           conf=conf)
-    confirm_html = _confirm_section_html(figs, conf, full.trials) if conf is not None else ""
-    search_title = ('<h2 class="section">Search stage <span class="stage unconfirmed">unconfirmed: one short run '
+    label = search_label_of(run.config)
+    confirm_html = _confirm_section_html(figs, conf, full.trials, label) if conf is not None else ""
+    search_title = (f'<h2 class="section">Search stage <span class="stage unconfirmed">unconfirmed: {e(label)} '
                     "per architecture, val split</span></h2>" if confirmed else "")
     body = (
         header + "<main>" + _cards_html(s, head, confirmed=confirmed) + confirm_html + search_title
