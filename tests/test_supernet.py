@@ -161,10 +161,11 @@ def test_oneshot_search_end_to_end_with_confirmation_and_extract(work, tmp_path)
         r = subprocess.run(_train_cmd(work, "--steps", "60", "--name", "whole"), env=ENV, capture_output=True,
                            text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
-    cmd = [*NAS, "search", "--budget", "3M", "--space", TINY, "--proxy", str(work / "proxy.yaml"), "--results",
-           str(work / "results"), "--strategy", "oneshot", "--supernet", str(sn), "--trials", "8", "--name", "os",
-           "--confirm-top", "1", "--confirm-seeds", "2", "--confirm-protocol", str(work / "confirm.yaml")]
-    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    # relative paths, as a user types them (Ray runs each job in its own folder)
+    cmd = [*NAS, "search", "--budget", "3M", "--space", TINY, "--proxy", "proxy.yaml", "--results", "results",
+           "--strategy", "oneshot", "--supernet", "results/whole", "--trials", "8", "--name", "os",
+           "--confirm-top", "1", "--confirm-seeds", "2", "--confirm-protocol", "confirm.yaml"]
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600, cwd=work)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "scored by inherited weights" in r.stdout and "trust meter:" in r.stdout
     run = work / "results" / "os"

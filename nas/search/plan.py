@@ -6,7 +6,7 @@ returns a `SearchPlan`; the budget is parsed here once, into an int of MAdds, an
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -203,6 +203,9 @@ def plan_search(opts: SearchOptions, *, command: str = "") -> SearchPlan:
                            "pass a run folder written by `nas search` (results/<name>)")
         opts = options_from_run(run_dir, opts)
     _check_opts(opts)
+    if not resumed and opts.confirm_protocol and Path(str(opts.confirm_protocol)).is_file():
+        # run.yaml records it: absolute, so a resume from another folder finds it (the run keeps a copy too)
+        opts = replace(opts, confirm_protocol=str(Path(str(opts.confirm_protocol)).resolve()))
     budget = parse_budget(opts.budget if opts.budget is not None else DEFAULT_BUDGET)
     min_budget = parse_fraction(opts.min_budget)
     if run_dir is not None:
@@ -238,7 +241,7 @@ def _supernet_of(opts: SearchOptions, *, proxy: Any, dataset: str, space: Search
     w = weights_path(d)
     settings = load_yaml(w.parent / "supernet.yaml") if (w.parent / "supernet.yaml").is_file() else {}
     check_compatible(settings, proxy=proxy, dataset=dataset, space=space)
-    return w.parent
+    return w.parent.resolve()  # absolute: Ray runs each job in its own trial folder
 
 
 def baselines_in_band(budget: int, min_budget: float, *, num_classes: int = 1000, seed: int = 0) -> list[TrialJob]:
