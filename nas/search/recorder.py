@@ -149,7 +149,7 @@ class RunRecorder:
         row["proxy_hash"] = proxy.hash
         self.rows[job.key] = row
         if job.kind == "baseline" and row["status"] == "completed":
-            if not self.plan.oneshot:  # inherited-weight scores are not proxy-training figures
+            if not (self.plan.oneshot and job.stage == "search"):  # inherited-weight scores are not trainings
                 self.cache.put(row)
         self.finished_here += 1
         self.flush()
