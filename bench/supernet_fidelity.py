@@ -59,8 +59,9 @@ def _state(d: Path):
 
 
 def score_job(d: str, a: dict, scoring: str) -> dict:
-    from nas.supernet.score import calibration_batch, score_subnet
     from protocol_fidelity import _arch
+
+    from nas.supernet.score import calibration_batch, score_subnet
 
     st = _state(Path(d))
     arch = _arch(a)
@@ -74,9 +75,10 @@ def score_job(d: str, a: dict, scoring: str) -> dict:
 
 
 def warm_job(d: str, a: dict) -> dict:
+    from protocol_fidelity import _arch
+
     from nas.supernet.shared import extract
     from nas.train import load_proxy, train_arch
-    from protocol_fidelity import _arch
 
     st = _state(Path(d))
     arch = _arch(a)
@@ -173,9 +175,10 @@ def main() -> None:
     if args.summary:
         print("\n".join(summarize(rows, args.ref_log, args.dir)))
         return
+    from protocol_fidelity import in_band_archs
+
     from nas.supernet.run import DEFAULT_STEPS
     from nas.supernet.train import WEIGHTS, train_supernet
-    from protocol_fidelity import in_band_archs
 
     args.dir.mkdir(parents=True, exist_ok=True)
     if not (args.dir / WEIGHTS).is_file():

@@ -109,7 +109,6 @@ def confirm_options(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from nas.search import SearchOptions, dry_run, plan_search, run_search
-
     from nas.search.plan import DEFAULT_ONESHOT_TRIALS, DEFAULT_TRIALS
 
     trials = args.trials if args.trials is not None else (
@@ -223,6 +222,7 @@ def format_dry_run(dr: Any, copts: Any = None) -> list[str]:
     from nas.space import format_madds
 
     p, sc, r = dr.plan, dr.plan.screen, dr.resources
+    early = "off (one-shot: nothing trains)" if p.oneshot else ("on" if p.opts.early_stop else "off")
     out = [f"space {p.space.name} ({p.space.source}): {sc.samples} sampled architectures, analytic MAdds",
            f"  budget band [{format_madds(sc.low)}, {format_madds(p.budget)}]: {100 * sc.share_in_band:.1f}% of the "
            f"space fits ({100 * sc.share_under:.1f}% under budget); smallest reachable {format_madds(sc.min_madds)}",
@@ -232,7 +232,7 @@ def format_dry_run(dr: Any, copts: Any = None) -> list[str]:
            f"{'; cached: ' + ', '.join(dr.cached_baselines) if dr.cached_baselines else ''})",
            f"  search protocol {p.proxy.hash}: {p.proxy.epochs} epochs, {p.proxy.train_images} images at "
            f"{p.proxy.resolution}px on {p.dataset.name}, val {p.proxy.val_images} images carved from the training "
-           f"set; early stop by MAdds band: {'on' if p.opts.early_stop else 'off'}",
+           f"set; early stop by MAdds band: {early}",
            f"  ~{dr.search.job_s:.0f} s per trial, {dr.search.jobs} to train: ~{fmt_s(dr.search.wall_s)}"
            if not p.oneshot else
            f"  one-shot: ~{dr.search.job_s:.1f} s per architecture scored by inherited weights from {p.supernet}, "

@@ -115,9 +115,9 @@ class RunRecorder:
         """Parameters of the network with the dataset's classes and channels (built once per architecture;
         a refused proposal costs ~40-90 ms here, measured, against the seconds of a trained one)."""
         if arch.arch_id not in self._params_m:
-            from nas.builder import build_model, count_params
-
             import torch
+
+            from nas.builder import build_model, count_params
 
             with torch.device("meta"):  # shapes only: no memory, no initialisation
                 model = build_model(arch, num_classes=self.plan.dataset.num_classes,
