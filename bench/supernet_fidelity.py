@@ -131,34 +131,44 @@ def summarize(rows: list[dict], ref_log: Path, d: Path) -> list[str]:
         per = []
         for m in sorted({macro[k] for k in ids}):
             sub = [k for k in ids if macro[k] == m]
-            per.append(f"{m} {S.kendall_tau([vals[k] for k in sub], [refm[k] for k in sub]):+.2f} (n={len(sub)})")
+            rm = S.rank_agreement([vals[k] for k in sub], [refm[k] for k in sub])
+            per.append(f"{m} {rm.tau:+.2f} [{rm.lo:+.2f}, {rm.hi:+.2f}] (n={rm.n})")
         return (f"  {name:<28} tau {ra.tau:+.2f} [{ra.lo:+.2f}, {ra.hi:+.2f}] n={ra.n}; within macro: "
                 + ", ".join(per)), ra.tau
 
+    def diff_line(name: str, a: dict[str, float], b: dict[str, float]) -> str | None:
+        """tau(a) - tau(b) against the reference, with a paired bootstrap over the architectures."""
+        ids = [k for k in a if k in b and k in refm]
+        if len(ids) < 3:
+            return None
+        x, z, y = (np.array([v[k] for k in ids]) for v in (a, b, refm))
+        rng = np.random.default_rng(0)
+        diffs = []
+        for _ in range(2000):
+            i = rng.integers(0, len(ids), len(ids))
+            diffs.append(S.kendall_tau(x[i], y[i]) - S.kendall_tau(z[i], y[i]))
+        lo, hi = np.nanquantile(diffs, [0.025, 0.975])
+        return (f"  {name}: {S.kendall_tau(x, y) - S.kendall_tau(z, y):+.2f} [{lo:+.2f}, {hi:+.2f}] (paired "
+                f"bootstrap over the {len(ids)} architectures); mean val top-1 {np.mean(x):.1f}% vs {np.mean(z):.1f}%")
+
     out.append("Kendall tau against the reference (bootstrap 95% interval over architectures):")
+    scored = {}
     for sc in SCORINGS:
         vals = {r["arch_id"]: r["val_top1"] for r in rows if r["kind"] == "score" and r["scoring"] == sc}
         if vals:
+            scored[sc] = vals
             secs = [r["wall_s"] for r in rows if r["kind"] == "score" and r["scoring"] == sc]
             line, _ = tau_line(f"inherited, {sc}", vals)
             out.append(f"{line}; {np.mean(secs):.2f} s per architecture (1 thread)")
+    for sc in ("cal256", "cal512", "nocal"):
+        if "cal128" in scored and sc in scored:
+            out.append(diff_line(f"cal128 - {sc} tau", scored["cal128"], scored[sc]))
     warm = {r["arch_id"]: r["val_top1"] for r in rows if r["kind"] == "warm" and r["status"] == "completed"}
     if warm:
         out.append(tau_line("search protocol, warm start", warm)[0])
         out.append(tau_line("search protocol, cold start", {k: v for k, v in cold.items() if k in warm})[0])
-        ids = [k for k in warm if k in cold and k in refm]
-        if len(ids) >= 3:
-            rng = np.random.default_rng(0)
-            diffs = []
-            w, c, y = (np.array([v[k] for k in ids]) for v in (warm, cold, refm))
-            for _ in range(2000):
-                i = rng.integers(0, len(ids), len(ids))
-                diffs.append(S.kendall_tau(w[i], y[i]) - S.kendall_tau(c[i], y[i]))
-            lo, hi = np.nanquantile(diffs, [0.025, 0.975])
-            out.append(f"  warm - cold tau: {S.kendall_tau(w, y) - S.kendall_tau(c, y):+.2f} [{lo:+.2f}, {hi:+.2f}] "
-                       f"(paired bootstrap over the {len(ids)} architectures); mean val top-1 warm "
-                       f"{np.mean(w):.1f}% vs cold {np.mean(c):.1f}%")
-    return out
+        out.append(diff_line("warm - cold tau", warm, cold))
+    return [x for x in out if x is not None]
 
 
 def main() -> None:
@@ -178,21 +188,15 @@ def main() -> None:
     from protocol_fidelity import in_band_archs
 
     from nas.supernet.run import DEFAULT_STEPS
-    from nas.supernet.train import WEIGHTS, train_supernet
+    from nas.supernet.train import WEIGHTS, append_progress, train_supernet
 
     args.dir.mkdir(parents=True, exist_ok=True)
     if not (args.dir / WEIGHTS).is_file():
         s = _settings(args.steps or DEFAULT_STEPS)
         t = time.time()
-        import csv
 
         def report(r: dict) -> None:
-            new = not (args.dir / "progress.csv").is_file()
-            with (args.dir / "progress.csv").open("a", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(r))
-                if new:
-                    w.writeheader()
-                w.writerow(r)
+            append_progress(args.dir, r)
             print(f"step {r['step']}/{r['steps']} largest {r['loss_largest']:.3f} smallest {r['loss_smallest']:.3f} "
                   f"{r['steps_per_s']:.2f}/s load {os.getloadavg()[0]:.1f}", flush=True)
 

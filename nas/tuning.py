@@ -152,6 +152,13 @@ def _dataset(spec: str):
     return _DATA_CACHE[spec]
 
 
+def _job_arch(job: TrialJob, space: dict[str, Any]) -> Any:
+    """The architecture of a job: its published variant, or its knobs replayed in the run's space."""
+    from nas.variants import get_variant
+
+    return get_variant(job.variant) if job.kind == "baseline" else replay(job.params, parse_space(space, source="run"))
+
+
 def trainable(config: dict[str, Any], *, space: dict[str, Any], proxy: dict[str, Any], data: str,
               cpus: int) -> None:
     """One training job (`config` is a TrialJob): reports each epoch to Tune (with the curve so far), then a
@@ -159,14 +166,13 @@ def trainable(config: dict[str, Any], *, space: dict[str, Any], proxy: dict[str,
     import torch
 
     from nas.train import proxy_from_dict, train_arch
-    from nas.variants import get_variant
 
     torch.set_num_threads(max(1, int(cpus)))
     job = TrialJob.from_config(config)
     pc = proxy_from_dict(proxy)
     if job.seed != pc.seed:
         pc = pc.replace(seed=int(job.seed))
-    arch = get_variant(job.variant) if job.kind == "baseline" else replay(job.params, parse_space(space, source="run"))
+    arch = _job_arch(job, space)
     curve: list[float] = []
     base = {"trial": job.trial, "stage": job.stage, "seed": job.seed, "madds_m": job.madds_m, "arch_id": arch.arch_id}
     t0 = time.time()
@@ -226,12 +232,11 @@ def scorer(config: dict[str, Any], *, space: dict[str, Any], proxy: dict[str, An
 
     from nas.errors import NasError
     from nas.supernet.score import score_subnet
-    from nas.variants import get_variant
 
     torch.set_num_threads(max(1, int(cpus)))
     job = TrialJob.from_config(config)
     t0 = time.time()
-    arch = get_variant(job.variant) if job.kind == "baseline" else replay(job.params, parse_space(space, source="run"))
+    arch = _job_arch(job, space)
     base = {"trial": job.trial, "stage": job.stage, "seed": job.seed, "madds_m": job.madds_m, "arch_id": arch.arch_id,
             "final": True, "epoch": 1, "eval_set": "val"}
     try:

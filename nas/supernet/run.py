@@ -90,6 +90,10 @@ def plan_supernet(o: SupernetOptions) -> tuple[SupernetSettings, Path, bool]:
     name = o.name or f"supernet-{format_madds(budget)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     if "/" in name or name.startswith("."):
         raise ConfigError(f"--name {name!r} is invalid", "a plain folder name such as supernet-300M")
+    if o.address:  # an unreachable cluster fails here, before the run folder exists
+        from nas.tuning import _check_reachable
+
+        _check_reachable(o.address)
     d = Path(o.results_root) / name
     if d.exists() and any(d.iterdir()):
         raise RunError(f"run folder {d} already exists",
@@ -106,25 +110,17 @@ def plan_supernet(o: SupernetOptions) -> tuple[SupernetSettings, Path, bool]:
 def train_run(s: SupernetSettings, d: Path, *, address: str | None = None,
               on_progress: Any = None) -> dict[str, Any]:
     """Train (or continue) the supernet of run folder `d` through Ray; progress.csv gets every report."""
-    import csv
-
     from nas import tuning
+    from nas.supernet.train import append_progress
 
     info = tuning.init_ray(address=address, num_cpus=None if address else os.cpu_count(), log_dir=d / "ray")
     avail = info["resources"]
     cpus, gpus = max(1, int(avail.get("CPU", 1))), (1.0 if float(avail.get("GPU", 0)) >= 1 else 0.0)
-    log = d / "progress.csv"
-    fields = ["step", "steps", "macro", "loss_largest", "loss_smallest", "steps_per_s", "eta_s", "wall_s"]
 
     def on_result(r: dict[str, Any]) -> None:
         if r.get("final") or "step" not in r:
             return
-        new = not log.is_file()
-        with log.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(r)
+        append_progress(d, r)
         if on_progress is not None:
             on_progress(r)
 

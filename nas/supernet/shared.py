@@ -37,7 +37,8 @@ from torch import nn
 from nas.builder import build_model
 from nas.config import ArchConfig
 from nas.errors import ConfigError
-from nas.space import SearchSpace, sample_arch
+from nas.space import SearchSpace
+from nas.space import _replay_fast as replay_params
 
 # MobileViT's global_rep ends with a norm at index `depth`: one key for it whatever the depth.
 _FINAL_NORM = re.compile(r"^global_rep\.(\d+)\.(weight|bias)$")
@@ -154,25 +155,11 @@ def largest_archs(space: SearchSpace, *, seed: int = 0) -> list[ArchConfig]:
             params = dict(base, **{f"{macro.prefix}.{k}": v for k, v in ordinal.items()})
             params.update({f"{macro.prefix}.{k}": v for k, v in zip(categorical, combo)})
             try:
-                a = sample_arch(_Fixed(params), space)
+                a = replay_params(params, space)
             except ConfigError:
                 continue
             archs.setdefault(a.arch_id, a)
     return list(archs.values())
-
-
-class _Fixed:
-    def __init__(self, params: dict[str, Any]):
-        self.params = params
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        return self.params[name]
-
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1) -> int:
-        return self.params[name]
-
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float:
-        return self.params[name]
 
 
 def _template(arch: ArchConfig, num_classes: int, in_chans: int, input_size: int) -> nn.Module:
@@ -205,7 +192,7 @@ class Supernet(nn.Module):
                 self.register_buffer(name, torch.zeros(shape, dtype=dtype))
                 self._buffer_names[k] = name
         self._pidx = {k: n for n, k in enumerate(k for k in self.keys if self.is_param[k])}
-        self._templates: OrderedDict[str, nn.Module] = OrderedDict()
+        self._templates: OrderedDict[str, tuple[nn.Module, dict[str, str]]] = OrderedDict()
 
     # ---- construction ------------------------------------------------------------------------------------
     @classmethod
@@ -215,26 +202,28 @@ class Supernet(nn.Module):
         initialised as the builder initialises its largest networks (seeded)."""
         archs = list(largest_archs(space, seed=seed)) + list(archs)
         shapes: dict[str, tuple[tuple[int, ...], bool, torch.dtype]] = {}
+        keyed: list[tuple[ArchConfig, dict[str, str]]] = []
         for a in archs:
             m = _template(a, num_classes, in_chans, input_size)
             keys = weight_keys(a, _names(m))
+            keyed.append((a, keys))
             for name, t, is_param in _tensors(m):
                 k = keys[name]
                 old = shapes.get(k)
                 shape = tuple(t.shape) if old is None else tuple(max(x, y) for x, y in zip(old[0], t.shape))
                 shapes[k] = (shape, is_param, t.dtype)
         net = cls(shapes, num_classes=num_classes, in_chans=in_chans, input_size=input_size)
-        net._init_from(archs, seed=seed)
+        net._init_from(keyed, seed=seed)
         return net
 
     @torch.no_grad()
-    def _init_from(self, archs: list[ArchConfig], *, seed: int) -> None:
+    def _init_from(self, keyed: list[tuple[ArchConfig, dict[str, str]]], *, seed: int) -> None:
         """Each shared tensor starts as the builder's own initial tensor of a largest network: the leading
-        part of the first corner architecture that has the key (its largest slice), the rest as built."""
+        part of the first corner architecture that has the key (its largest slice), the rest as built.
+        `keyed`: each architecture with its tensor names' keys."""
         done: set[str] = set()
         torch.manual_seed(seed)
-        for a in archs:
-            keys = weight_keys(a, _names(_template(a, self.num_classes, self.in_chans, self.input_size)))
+        for a, keys in keyed:
             if all(k in done for k in keys.values()):
                 continue
             m = build_model(a, num_classes=self.num_classes, in_chans=self.in_chans, input_size=self.input_size)
@@ -256,23 +245,26 @@ class Supernet(nn.Module):
             return self.weights[self._pidx[key]]
         return getattr(self, self._buffer_names[key])
 
-    def template(self, arch: ArchConfig) -> nn.Module:
-        """The meta-device network of `arch` (cached, most recent 512)."""
-        t = self._templates.get(arch.arch_id)
-        if t is None:
+    def _template_keys(self, arch: ArchConfig) -> tuple[nn.Module, dict[str, str]]:
+        """The meta-device network of `arch` and its tensors' keys (cached together, most recent 512)."""
+        hit = self._templates.get(arch.arch_id)
+        if hit is None:
             t = _template(arch, self.num_classes, self.in_chans, self.input_size)
-            self._templates[arch.arch_id] = t
+            hit = self._templates[arch.arch_id] = (t, weight_keys(arch, _names(t)))
             if len(self._templates) > 512:
                 self._templates.popitem(last=False)
         else:
             self._templates.move_to_end(arch.arch_id)
-        return t
+        return hit
+
+    def template(self, arch: ArchConfig) -> nn.Module:
+        """The meta-device network of `arch` (cached)."""
+        return self._template_keys(arch)[0]
 
     def subnet_tensors(self, arch: ArchConfig) -> dict[str, torch.Tensor]:
         """name -> slice of the shared tensor, for every parameter and buffer of ``build_model(arch)``;
         a ConfigError when the supernet lacks a key or a size the architecture needs."""
-        tmpl = self.template(arch)
-        keys = weight_keys(arch, _names(tmpl))
+        tmpl, keys = self._template_keys(arch)
         out = {}
         for name, t, _ in _tensors(tmpl):
             k = keys[name]

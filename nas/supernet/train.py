@@ -24,10 +24,13 @@ from torch import nn
 from nas.results import atomic_write
 from nas.supernet.sampling import BandPool, band_pool
 from nas.supernet.shared import Supernet
+from nas.train.loop import optimizer_for
 
 CHECKPOINT = "supernet.pt"  # weights, optimizer, step, history: what --resume reads
 WEIGHTS = "weights.pt"  # the finished supernet's weights alone: what scorers and extract read
 SETTINGS = "supernet.yaml"
+PROGRESS = "progress.csv"  # one row per progress record (every 10 steps)
+PROGRESS_FIELDS = ["step", "steps", "macro", "loss_largest", "loss_smallest", "steps_per_s", "eta_s", "wall_s"]
 
 
 @dataclass(frozen=True)
@@ -96,11 +99,7 @@ def make_supernet_optimizer(net: Supernet, proxy: Any) -> torch.optim.Optimizer:
         if net.is_param[k]:
             t = net.shared(k)
             (no_decay if t.ndim <= 1 or k.endswith("global_tokens") else decay).append(t)
-    groups = [{"params": decay, "weight_decay": proxy.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if proxy.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=proxy.lr, momentum=proxy.momentum, nesterov=proxy.momentum > 0,
-                               foreach=True)
-    return torch.optim.AdamW(groups, lr=proxy.lr, betas=(proxy.momentum, 0.999), foreach=True)
+    return optimizer_for(decay, no_decay, proxy)
 
 
 def new_supernet(s: SupernetSettings, *, num_classes: int, in_chans: int) -> Supernet:
@@ -111,6 +110,19 @@ def new_supernet(s: SupernetSettings, *, num_classes: int, in_chans: int) -> Sup
     extra = [get_variant(n).replace(num_classes=num_classes) for n in s.extra_archs]
     return Supernet.for_space(space, num_classes=num_classes, in_chans=in_chans,
                               input_size=int(s.protocol["resolution"]), seed=s.seed, archs=extra)
+
+
+def append_progress(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one progress record to the run folder's PROGRESS file (header on the first)."""
+    import csv
+
+    path = run_dir / PROGRESS
+    new = not path.is_file()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=PROGRESS_FIELDS, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(record)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -80,6 +80,12 @@ def make_optimizer(model: nn.Module, proxy: ProxyConfig) -> torch.optim.Optimize
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 or p is getattr(model, "global_tokens", None) else decay).append(p)
+    return optimizer_for(decay, no_decay, proxy)
+
+
+def optimizer_for(decay: list[torch.Tensor], no_decay: list[torch.Tensor], proxy: ProxyConfig) -> torch.optim.Optimizer:
+    """The protocol's fused optimizer over two groups: `decay` with the protocol's weight decay, `no_decay`
+    without (the supernet's shared tensors use it too)."""
     groups = [{"params": decay, "weight_decay": proxy.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # fused: one kernel for all parameters (about 6x faster steps than the per-tensor loop on CPU for
     # these many-small-tensor networks).
