@@ -106,6 +106,22 @@ def verdict_table(df: pd.DataFrame, *, table: pd.DataFrame | None = None,
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
 
+def headline(verdicts: pd.DataFrame) -> dict[str, Any] | None:
+    """The verdict a run leads with: the confirmed candidate with the highest confirmed mean among those
+    compared with a published variant (None when no candidate has one). The confirm stage gives this pair
+    extra paired seeds until its interval is narrow enough (`nas.search.confirm.headline_jobs`)."""
+    v = verdicts[verdicts["reference"].astype(str) != ""] if len(verdicts) else verdicts
+    if not len(v):
+        return None
+    return v.loc[v["mean"].idxmax()].to_dict()
+
+
+def half_width(verdict: dict[str, Any]) -> float:
+    """Half the width of a verdict's 95% interval (inf when it has none: fewer than 2 shared seeds)."""
+    w = (float(verdict["diff_hi"]) - float(verdict["diff_lo"])) / 2
+    return w if math.isfinite(w) else math.inf
+
+
 @dataclass(frozen=True)
 class Dominance:
     """A dominates B: A's MAdds <= B's and the 95% interval of A - B (paired seeds) lies above 0."""
@@ -150,7 +166,7 @@ def trust_meter(df: pd.DataFrame, *, resamples: int = 2000, table: pd.DataFrame 
     rank = S.rank_agreement(table["search_top1"].tolist(), table["mean"].tolist(), resamples=resamples)
     groups = [list(v.values()) for v in accs.values()]
     sd, dof = S.pooled_sd(groups)
-    seeds = int(table["n"].max()) if len(table) else 0
+    seeds = int(table["n"].min()) if len(table) else 0  # the headline pair may have more
     return Trust(rank=rank, noise_sd=sd, noise_dof=dof, seeds=seeds, rank_reading=S.reading_of_tau(rank),
                  noise_reading=S.reading_of_noise(sd, seeds, dof))
 
@@ -163,6 +179,10 @@ class Confirmation:
     verdicts: pd.DataFrame
     dominance: list[Dominance]
     trust: Trust
+
+    @property
+    def headline(self) -> dict[str, Any] | None:
+        return headline(self.verdicts)
 
     @property
     def empty(self) -> bool:
@@ -188,5 +208,5 @@ def mark_front(front: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["CONFIRMED_COLUMNS", "VERDICT_COLUMNS", "Confirmation", "Dominance", "Trust", "compute_confirmation",
-           "confirmed_table", "verdict_table", "dominance_claims", "trust_meter", "seed_accuracies", "mark_front",
-           "macro_of"]
+           "confirmed_table", "verdict_table", "headline", "half_width", "dominance_claims", "trust_meter",
+           "seed_accuracies", "mark_front", "macro_of"]

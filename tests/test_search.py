@@ -211,7 +211,7 @@ def test_dry_run_plans_without_training(work, capsys):
                  "--results", str(work / "dry")])
     out = capsys.readouterr().out
     assert code == 0 and "of the space fits" in out and "estimate:" in out and "search stage: 12 searched" in out
-    assert "confirm stage: top 3 candidates + 0 baselines x 4 paired seeds" in out
+    assert "confirm stage: top 3 candidates + 0 baselines x 3 paired seeds" in out
     assert not (work / "dry").exists()
 
 
@@ -318,3 +318,77 @@ def test_confirm_stage_kill_resume_and_extend(work):
     assert len(conf3) == 6 and set(conf3["seed"]) == {0, 1, 2}
     old = conf3[conf3["seed"] < 2].set_index(["trial", "seed"])["finished_at"]
     assert old.equals(conf.set_index(["trial", "seed"])["finished_at"].loc[old.index])
+
+
+MF_SMALL = """name: mfsmall
+description: Small Mobile-Former networks whose band holds a published variant (mobile_former_26m).
+num_classes: 1000
+macros:
+  mobile_former:
+    label: hybrid-MF
+    resolution: 224
+    knobs:
+      width_mult: [0.5, 0.583]
+      num_tokens: 3
+      dim: [64, 96]
+      attention: mhsa
+      ffn_ratio: [1.0, 2.0]
+      expand: 3
+      expand_late: 4
+      depth_s2: 0
+      depth_s3: 1
+      depth_s4: [1, 2]
+      depth_s5: 1
+      s4_mixer: mobile_former
+    base:
+      stem: 8
+      widths: [24, 48, 96, 128, 192]
+      head_conv_mult: 6
+      head_hidden_mult: 10
+      head_hidden_max: 1920
+      dropout: 0.0
+"""
+
+
+@pytest.mark.slow
+def test_headline_verdict_gets_paired_seeds_until_narrow_or_capped(tmp_path):
+    """The confirm stage gives the headline pair (best candidate, its published reference) more paired seeds,
+    two at a time, up to --confirm-max-seeds while its interval is wider than --confirm-width; the other
+    architectures keep --confirm-seeds. `nas confirm` extends the cap later, training only the new seeds."""
+    (tmp_path / "mf.yaml").write_text(MF_SMALL)
+    (tmp_path / "proxy.yaml").write_text("resolution: 16\nepochs: 1\ntrain_images: 256\nval_images: 128\n"
+                                         "batch_size: 32\nlr: 0.004\n")
+    (tmp_path / "confirm.yaml").write_text("resolution: 16\nepochs: 1\ntrain_images: 512\nval_images: 128\n"
+                                           "test_images: 500\nbatch_size: 32\nlr: 0.004\n")
+    run = tmp_path / "results" / "head"
+    r = subprocess.run([*NAS, "search", "--budget", "50M", "--space", str(tmp_path / "mf.yaml"), "--proxy",
+                        str(tmp_path / "proxy.yaml"), "--results", str(tmp_path / "results"), "--trials", "2",
+                        "--name", "head", "--no-early-stop", "--confirm-top", "2", "--confirm-seeds", "2",
+                        "--confirm-width", "0.01", "--confirm-max-seeds", "3", "--confirm-protocol",
+                        str(tmp_path / "confirm.yaml")], env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    df = _trials(run)
+    conf = df[(df["stage"] == "confirm") & (df["status"] == "completed")]
+    n = conf.groupby("trial")["seed"].apply(lambda s: sorted(s.astype(int)))
+    head = pd.read_csv(run / "verdicts.csv").sort_values("mean").iloc[-1]
+    assert head["reference"] == "mobile_former_26m"
+    pair = {head["trial"], head["reference"]}
+    wide = (head["diff_hi"] - head["diff_lo"]) / 2 > 0.01
+    for trial, seeds in n.items():  # 3 seeds for the pair (unless 2 were already within 0.01), 2 for the rest
+        assert seeds == ([0, 1, 2] if trial in pair and wide else [0, 1]), (trial, seeds)
+    assert f"HEADLINE {head['trial']} vs mobile_former_26m" in r.stdout
+    assert "at the most seeds (3; --confirm-max-seeds)" in r.stdout or not wide
+    # a later `nas confirm` with a higher cap trains the pair's new seeds only
+    r = subprocess.run([*NAS, "confirm", str(run), "--confirm-top", "2", "--confirm-seeds", "2", "--confirm-width",
+                        "0.01", "--confirm-max-seeds", "5"], env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    after = _trials(run)
+    conf2 = after[(after["stage"] == "confirm") & (after["status"] == "completed")]
+    assert not after.duplicated(["trial", "stage", "seed"]).any()
+    old = conf.set_index(["trial", "seed"])["finished_at"]
+    assert conf2.set_index(["trial", "seed"])["finished_at"].loc[old.index].equals(old)  # nothing retrained
+    head2 = pd.read_csv(run / "verdicts.csv").sort_values("mean").iloc[-1]
+    counts = conf2.groupby("trial").size()
+    if (head2["diff_hi"] - head2["diff_lo"]) / 2 > 0.01:
+        assert counts[head2["trial"]] == 5 and counts[head2["reference"]] == 5
+    assert (counts[[t for t in counts.index if t not in {head2["trial"], head2["reference"], *pair}]] == 2).all()

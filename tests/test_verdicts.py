@@ -106,6 +106,17 @@ def test_confirmed_table_verdicts_and_dominance():
     assert len(R.compute_pareto(df)) == len(R.compute_pareto(R.search_stage(df)))
 
 
+def test_headline_is_the_best_candidate_with_a_published_reference():
+    """t0003 has the highest confirmed mean but no published variant at <= its MAdds: the headline is
+    t0001 (79.6 vs t0002's 78.7), with its interval's half-width."""
+    conf = V.compute_confirmation(_rows())
+    h = conf.headline
+    assert h["trial"] == "t0001" and h["reference"] == "mf_small" and h["n"] == 3
+    assert math.isclose(V.half_width(h), (h["diff_hi"] - h["diff_lo"]) / 2) and V.half_width(h) > 0
+    assert V.headline(conf.verdicts.iloc[0:0]) is None
+    assert V.half_width({"diff_lo": math.nan, "diff_hi": math.nan}) == math.inf
+
+
 def test_trust_meter_reads_rank_agreement_and_noise():
     tr = V.trust_meter(_rows(), resamples=200)
     assert tr.rank.n == 5 and -1 <= tr.rank.tau <= 1

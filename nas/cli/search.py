@@ -71,12 +71,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_confirm_arguments(p: argparse.ArgumentParser) -> None:
-    from nas.search.confirm import DEFAULT_SEEDS, DEFAULT_TOP_K
+    from nas.search.confirm import DEFAULT_MAX_SEEDS, DEFAULT_SEEDS, DEFAULT_TOP_K, DEFAULT_WIDTH
 
     p.add_argument("--confirm-top", type=int, default=DEFAULT_TOP_K, metavar="K",
                    help=f"candidates of the search front to confirm (default {DEFAULT_TOP_K})")
     p.add_argument("--confirm-seeds", type=int, default=DEFAULT_SEEDS, metavar="N",
                    help=f"paired seeds per confirmed architecture (default {DEFAULT_SEEDS})")
+    p.add_argument("--confirm-width", type=float, default=DEFAULT_WIDTH, metavar="POINTS",
+                   help="then give the headline verdict (best candidate vs its published reference) more paired "
+                        f"seeds until its 95%% interval is at most POINTS on each side (default {DEFAULT_WIDTH:g}; "
+                        "0: no extra seeds)")
+    p.add_argument("--confirm-max-seeds", type=int, default=DEFAULT_MAX_SEEDS, metavar="N",
+                   help=f"most paired seeds the headline pair gets (default {DEFAULT_MAX_SEEDS})")
     p.add_argument("--confirm-protocol", metavar="PATH|NAME",
                    help="confirm protocol YAML or shipped name (default: the shipped confirm protocol)")
     p.add_argument("--no-confirm", dest="confirm", action="store_false",
@@ -96,13 +102,15 @@ def plan_confirm_options(plan: Any):
     from nas.search.confirm import ConfirmOptions
 
     o = plan.opts
-    return ConfirmOptions(top_k=o.confirm_top, seeds=o.confirm_seeds, protocol=o.confirm_protocol) if o.confirm else None
+    return (ConfirmOptions(top_k=o.confirm_top, seeds=o.confirm_seeds, protocol=o.confirm_protocol,
+                           width=o.confirm_width, max_seeds=o.confirm_max_seeds) if o.confirm else None)
 
 
 def confirm_options(args: argparse.Namespace):
     from nas.search.confirm import ConfirmOptions
 
-    o = ConfirmOptions(top_k=args.confirm_top, seeds=args.confirm_seeds, protocol=args.confirm_protocol)
+    o = ConfirmOptions(top_k=args.confirm_top, seeds=args.confirm_seeds, protocol=args.confirm_protocol,
+                       width=args.confirm_width, max_seeds=args.confirm_max_seeds)
     o.check()
     return o
 
@@ -120,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
                          max_concurrent=args.max_concurrent, address=args.address, resume=args.resume,
                          results_root=args.results, baselines=args.baselines, confirm=args.confirm,
                          confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds,
-                         confirm_protocol=args.confirm_protocol, strategy=args.strategy, supernet=args.supernet)
+                         confirm_protocol=args.confirm_protocol, confirm_width=args.confirm_width,
+                         confirm_max_seeds=args.confirm_max_seeds, strategy=args.strategy, supernet=args.supernet)
     confirm_options(args)  # checked before anything starts
     plan = plan_search(opts, command=command_line())
     copts = plan_confirm_options(plan)
@@ -129,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
 
         cproxy = load_confirm_protocol(plan, copts) if copts else None
         n_confirm = (copts.top_k + len(plan.baselines)) * copts.seeds if copts else 0
-        for line in format_dry_run(dry_run(plan, confirm_jobs=n_confirm, confirm_proxy=cproxy), copts):
+        extra = copts.extra_jobs if copts and plan.baselines else 0
+        for line in format_dry_run(dry_run(plan, confirm_jobs=n_confirm, confirm_proxy=cproxy, headline_jobs=extra),
+                                   copts):
             print(line)
         return 0
     extra = (copts.top_k + len(plan.baselines)) * copts.seeds if copts else 0
@@ -162,6 +173,9 @@ def confirm_stage(plan: Any, copts: Any, *, dashboard: Any, resources: Any = Non
             arch = len({j.trial for j in jobs})
             print(f"confirming {arch} architectures x {copts.seeds} paired seeds under the confirm protocol, scored "
                   f"on the {plan.dataset.name} test split: {pending} of {len(jobs)} jobs to train", flush=True)
+            if copts.extra_jobs:
+                print(f"then the headline verdict gets paired seeds until its 95% interval is within "
+                      f"+-{copts.width:g} points (at most {copts.max_seeds} seeds)", flush=True)
 
         return run_confirm(plan, copts, resources=res, dashboard=dashboard, on_progress=print_progress,
                            on_note=print_note, on_plan=on_plan)
@@ -243,9 +257,14 @@ def format_dry_run(dr: Any, copts: Any = None) -> list[str]:
         out.append(f"confirm stage: top {copts.top_k} candidates + {len(p.baselines)} baselines x {copts.seeds} paired "
                    f"seeds, scored on the {p.dataset.name} test split")
         out.append(f"  ~{dr.confirm.job_s:.0f} s per job, {dr.confirm.jobs} jobs: ~{fmt_s(dr.confirm.wall_s)}")
+        if dr.headline is not None:
+            out.append(f"  then the headline verdict: paired seeds until its 95% interval is within +-{copts.width:g} "
+                       f"points, at most {copts.max_seeds}: up to {dr.headline.jobs} more jobs, "
+                       f"~{fmt_s(dr.headline.wall_s)}")
     out.append(f"resources: {r.max_concurrent} concurrent x {r.cpus_per_trial} CPU (+{r.gpus_per_trial:g} GPU) per job")
-    out.append(f"estimate: ~{fmt_s(dr.est_wall_s)} wall on this machine (timed real train steps of an in-band "
-               "network; nothing trained)")
+    upto = f", up to ~{fmt_s(dr.max_wall_s)} if the headline needs its most seeds" if dr.headline is not None else ""
+    out.append(f"estimate: ~{fmt_s(dr.est_wall_s)} wall on this machine{upto} (timed real train steps of an "
+               "in-band network; nothing trained)")
     return out
 
 
@@ -299,16 +318,27 @@ def summary_lines(out: Any) -> list[str]:
 def confirmation_lines(conf: Any) -> list[str]:
     t = conf.table
     ev = t["eval_set"].iloc[0] if len(t) else "test"
-    n = int(t["n"].max()) if len(t) else 0
-    lines = ["", f"confirmed ({ev} split, n = {n} paired seeds per architecture, mean and 95% t interval):",
-             f"{'':2}{'trial':<20} {'family':<14} {'MAdds':>8} {'top-1':>7} {'95% interval':>16} {'search':>7}"]
+    ns = sorted({int(x) for x in t["n"]}) if len(t) else [0]
+    seeds = (f"n = {ns[0]} paired seeds per architecture" if len(ns) == 1 else
+             f"n = {ns[0]}-{ns[-1]} paired seeds per architecture, the most for the headline pair")
+    lines = ["", f"confirmed ({ev} split, {seeds}, mean and 95% t interval):",
+             f"{'':2}{'trial':<20} {'family':<14} {'MAdds':>8} {'top-1':>7} {'95% interval':>16} {'n':>3} {'search':>7}"]
     for r in t.to_dict("records"):
         mark = "*" if r["kind"] == "searched" else " "
         lines.append(f"{mark} {r['trial']:<20} {str(r['family']):<14} {r['madds_m']:>7.1f}M {_f(r['mean']):>7} "
-                     f"[{_f(r['lo']):>6}, {_f(r['hi']):>6}] {_f(r['search_top1']):>7}")
+                     f"[{_f(r['lo']):>6}, {_f(r['hi']):>6}] {int(r['n']):>3} {_f(r['search_top1']):>7}")
     lines.append("")
     lines.append("verdicts (candidate - best published variant at <= MAdds, paired by seed):")
+    h = conf.headline
+    if h is not None:
+        from nas.verdicts import half_width
+
+        lines.append(f"  HEADLINE {h['trial']} vs {h['reference']}: {_f(h['diff'], '+.2f')} points "
+                     f"[{_f(h['diff_lo'], '+.2f')}, {_f(h['diff_hi'], '+.2f')}], n={h['n']}, half-width "
+                     f"{_f(half_width(h))}: {str(h['verdict']).upper()}")
     for v in conf.verdicts.to_dict("records"):
+        if h is not None and v["trial"] == h["trial"]:
+            continue
         if not v["reference"]:
             lines.append(f"  {v['trial']}: {v['verdict']}")
             continue

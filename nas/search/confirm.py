@@ -5,7 +5,11 @@ Pairing: every architecture runs the same seeds; a seed fixes the data order, th
 the initial weights' random stream, so two architectures' runs with one seed differ only by architecture.
 Candidates: the top `top_k` searched trials of the search front by search-stage accuracy, never all of one
 family while the other family has trained candidates (a family bias of the search protocol must not hide
-the other family's best). Each finished seed is a ``stage = confirm`` row the moment it ends; a resume
+the other family's best). Then the headline verdict (the best confirmed candidate against its published
+reference, `nas.verdicts.headline`) gets more paired seeds, two at a time for both architectures of the
+pair, until its 95% interval is at most `width` points on each side or both have `max_seeds` seeds: the
+claim the run leads with gets the seeds, the others keep `seeds` (BENCHMARKS.md, "The default run"). Each
+finished seed is a ``stage = confirm`` row the moment it ends; a resume
 trains only the (trial, seed) pairs that have no row yet. Baselines' confirm seeds are cached across runs
 like their search results (same architecture, protocol, seed, data and code).
 """
@@ -22,11 +26,20 @@ from nas import results as R
 from nas.errors import ConfigError
 from nas.jobs import Resources, TrialJob
 from nas.search.folder import params_from_row, record_confirm_settings
-from nas.search.plan import DEFAULT_CONFIRM_SEEDS, DEFAULT_CONFIRM_TOP, SearchPlan
+from nas.search.plan import (
+    DEFAULT_CONFIRM_MAX_SEEDS,
+    DEFAULT_CONFIRM_SEEDS,
+    DEFAULT_CONFIRM_TOP,
+    DEFAULT_CONFIRM_WIDTH,
+    SearchPlan,
+)
 from nas.search.recorder import Progress, RunRecorder
 
 DEFAULT_TOP_K = DEFAULT_CONFIRM_TOP
 DEFAULT_SEEDS = DEFAULT_CONFIRM_SEEDS
+DEFAULT_WIDTH = DEFAULT_CONFIRM_WIDTH
+DEFAULT_MAX_SEEDS = DEFAULT_CONFIRM_MAX_SEEDS
+HEADLINE_STEP = 2  # seeds added per round to each architecture of the headline pair (one per worker here)
 DEFAULT_PROTOCOL = "confirm"
 CONFIRM_FILE = "confirm.yaml"
 
@@ -36,13 +49,26 @@ class ConfirmOptions:
     top_k: int = DEFAULT_TOP_K
     seeds: int = DEFAULT_SEEDS
     protocol: str | None = None  # a protocol YAML or a shipped name; default: the shipped "confirm"
+    width: float = DEFAULT_WIDTH  # target 95% half-width (points) of the headline verdict; 0: no extra seeds
+    max_seeds: int = DEFAULT_MAX_SEEDS  # most paired seeds the headline pair gets
 
     def check(self) -> None:
         if not isinstance(self.top_k, int) or self.top_k < 0:
             raise ConfigError(f"--confirm-top {self.top_k!r} is invalid", "an integer >= 0 (candidates to confirm)")
         if not isinstance(self.seeds, int) or self.seeds < 1:
             raise ConfigError(f"--confirm-seeds {self.seeds!r} is invalid",
-                              "an integer >= 1 (2 or more give an interval; 3 is the default)")
+                              f"an integer >= 1 (2 or more give an interval; {DEFAULT_SEEDS} is the default)")
+        if not isinstance(self.width, (int, float)) or isinstance(self.width, bool) or not 0 <= self.width < 1e9:
+            raise ConfigError(f"--confirm-width {self.width!r} is invalid",
+                              f"points >= 0 (0: no extra seeds for the headline; {DEFAULT_WIDTH:g} is the default)")
+        if not isinstance(self.max_seeds, int) or isinstance(self.max_seeds, bool) or self.max_seeds < 1:
+            raise ConfigError(f"--confirm-max-seeds {self.max_seeds!r} is invalid",
+                              f"an integer >= 1 (the headline pair's most seeds; {DEFAULT_MAX_SEEDS} is the default)")
+
+    @property
+    def extra_jobs(self) -> int:
+        """The most jobs the headline's extra seeds can add (two architectures)."""
+        return 2 * max(0, self.max_seeds - self.seeds) if self.width > 0 else 0
 
 
 def select_candidates(df: Any, top_k: int) -> list[str]:
@@ -71,22 +97,47 @@ def select_candidates(df: Any, top_k: int) -> list[str]:
     return picks
 
 
-def confirm_jobs(plan: SearchPlan, df: Any, opts: ConfirmOptions) -> list[TrialJob]:
-    """Every (architecture, seed) job of the confirmation: candidates, then the band's baselines."""
-    search = R.search_stage(df).drop_duplicates("trial", keep="last").set_index("trial")
-    jobs = []
-    for t in select_candidates(df, opts.top_k):
-        r = search.loc[t].to_dict()
-        r["trial"] = t
-        params = params_from_row(r, plan.space)
-        for s in range(opts.seeds):
-            jobs.append(TrialJob(kind="searched", trial=t, number=int(r["number"]), params=params,
-                                 arch_id=str(r["arch_id"]), madds_m=float(r["madds_m"]), stage="confirm", seed=s,
-                                 evaluate_test=True, family=str(r["family"])))
+def _arch_jobs(plan: SearchPlan, df: Any, trial: str, seeds: range) -> list[TrialJob]:
+    """The confirm jobs of one architecture (a searched trial or a baseline of the band) for `seeds`."""
     for b in plan.baselines:
-        for s in range(opts.seeds):
-            jobs.append(b.replace(stage="confirm", seed=s, evaluate_test=True))
-    return jobs
+        if b.trial == trial:
+            return [b.replace(stage="confirm", seed=s, evaluate_test=True) for s in seeds]
+    search = R.search_stage(df).drop_duplicates("trial", keep="last").set_index("trial")
+    r = search.loc[trial].to_dict()
+    r["trial"] = trial
+    params = params_from_row(r, plan.space)
+    return [TrialJob(kind="searched", trial=trial, number=int(r["number"]), params=params, arch_id=str(r["arch_id"]),
+                     madds_m=float(r["madds_m"]), stage="confirm", seed=s, evaluate_test=True,
+                     family=str(r["family"])) for s in seeds]
+
+
+def confirm_jobs(plan: SearchPlan, df: Any, opts: ConfirmOptions) -> list[TrialJob]:
+    """Every (architecture, seed) job of the confirmation's first part: candidates, then the band's
+    baselines, `opts.seeds` each."""
+    trials = select_candidates(df, opts.top_k) + [b.trial for b in plan.baselines]
+    return [j for t in trials for j in _arch_jobs(plan, df, t, range(opts.seeds))]
+
+
+def headline_jobs(plan: SearchPlan, df: Any, opts: ConfirmOptions) -> tuple[list[TrialJob], str]:
+    """The next round of paired seeds for the headline verdict, and a line saying why: none when there is
+    no headline, its interval is narrow enough, or its pair has `opts.max_seeds` seeds."""
+    from nas import verdicts as V
+
+    if opts.width <= 0:
+        return [], ""
+    h = V.headline(V.verdict_table(df))
+    if h is None:
+        return [], ""
+    w, n = V.half_width(h), int(h["n"])
+    said = (f"headline {h['trial']} vs {h['reference']}: {h['diff']:+.2f} [{h['diff_lo']:+.2f}, "
+            f"{h['diff_hi']:+.2f}] points, n = {n}, half-width {w:.2f}")
+    if w <= opts.width:
+        return [], f"{said} <= {opts.width:g}: narrow enough"
+    if n >= opts.max_seeds:
+        return [], f"{said} > {opts.width:g}, at the most seeds ({opts.max_seeds}; --confirm-max-seeds)"
+    upto = range(min(n + HEADLINE_STEP, opts.max_seeds))
+    jobs = _arch_jobs(plan, df, str(h["trial"]), upto) + _arch_jobs(plan, df, str(h["reference"]), upto)
+    return jobs, f"{said} > {opts.width:g}: seeds up to {upto.stop - 1} for both"
 
 
 def load_confirm_protocol(plan: SearchPlan, opts: ConfirmOptions) -> Any:
@@ -136,40 +187,69 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
                           f"{plan.proxy.resolution} px", "use one resolution for both stages")
     d = plan.run_dir
     R.atomic_write_text(d / CONFIRM_FILE, yaml.safe_dump(proxy.to_dict(), sort_keys=False))
-    record_confirm_settings(d, top_k=opts.top_k, seeds=opts.seeds, protocol=opts.protocol)
+    record_confirm_settings(d, top_k=opts.top_k, seeds=opts.seeds, protocol=opts.protocol, width=opts.width,
+                            max_seeds=opts.max_seeds)
     rec = RunRecorder(plan, total=0, dashboard=dashboard, on_progress=on_progress, on_note=on_note)
     rec.confirm_proxy = proxy
     jobs = confirm_jobs(plan, rec.frame(), opts)
     rec.keep_variants = {j.trial for j in jobs if j.kind == "searched"}
-    pending, cached = [], 0
-    for job in jobs:
-        if rec.is_trained(job):
-            continue
-        hit = (rec.cache.get(job.arch_id, proxy.hash, plan.dataset.name, seed=job.seed, stage="confirm")
-               if job.kind == "baseline" else None)
-        if hit is not None:
-            rec.add_cached(job, hit)
-            cached += 1
-        else:
-            pending.append(job)
+    cached = 0
+
+    def untrained(todo: list[TrialJob]) -> list[TrialJob]:
+        """The jobs of `todo` with no row yet, once baselines found in the cross-run cache are recorded."""
+        nonlocal cached
+        out = []
+        for job in todo:
+            if rec.is_trained(job):
+                continue
+            hit = (rec.cache.get(job.arch_id, proxy.hash, plan.dataset.name, seed=job.seed, stage="confirm")
+                   if job.kind == "baseline" else None)
+            if hit is not None:
+                rec.add_cached(job, hit)
+                cached += 1
+            else:
+                out.append(job)
+        return out
+
+    pending = untrained(jobs)
     rec.total = len(jobs) + len(rec.trained("searched")) + len(rec.trained("baseline"))  # both stages
     rec.finished_here = 0
     rec.flush(quiet=True)
     if on_plan is not None:
         on_plan(jobs, len(pending))
-    interrupted = False
-    if pending:
-        hooks = tuning.SearchHooks(on_refused=lambda _p: None, on_finished=rec.on_finished)
+    hooks = tuning.SearchHooks(on_refused=lambda _p: None, on_finished=rec.on_finished)
+
+    def train(todo: list[TrialJob]) -> bool:
+        """Train `todo` through Ray; True when interrupted."""
+        if not todo:
+            return False
         try:
-            queue = tuning.run_jobs(pending, hooks, space=plan.space, proxy=proxy.to_dict(),
-                                    data=str(plan.opts.data) if plan.opts.data else plan.dataset.name,
-                                    resources=resources, storage_path=d / "ray", on_error=rec.on_error,
-                                    on_start=rec.on_start)
-            interrupted = queue.interrupted
+            return tuning.run_jobs(todo, hooks, space=plan.space, proxy=proxy.to_dict(),
+                                   data=str(plan.opts.data) if plan.opts.data else plan.dataset.name,
+                                   resources=resources, storage_path=d / "ray", on_error=rec.on_error,
+                                   on_start=rec.on_start).interrupted
         except KeyboardInterrupt:
-            interrupted = True
+            return True
+
+    trained = len(pending)
+    interrupted = train(pending)
+    # the headline's extra seeds, a round at a time (a resumed run finds its finished rounds as rows)
+    while not interrupted and all(rec.is_trained(j) for j in jobs):
+        more, why = headline_jobs(plan, rec.frame(), opts)
+        known = {j.key for j in jobs}
+        more = [j for j in more if j.key not in known]
+        if why and on_note is not None:
+            on_note(why)
+        if not more:
+            break
+        jobs += more
+        rec.total += len(more)
+        todo = untrained(more)
+        trained += len(todo)
+        rec.flush(quiet=True)
+        interrupted = train(todo)
     left = [j for j in jobs if not rec.is_trained(j)]
     rec.flush(quiet=True)
     rec.refresh_dashboard()
-    return ConfirmOutcome(trials=rec.frame(), jobs=len(jobs), trained=len(pending) - len(left), cached=cached,
+    return ConfirmOutcome(trials=rec.frame(), jobs=len(jobs), trained=trained - len(left), cached=cached,
                           wall_s=time.time() - t0, interrupted=interrupted or bool(left))

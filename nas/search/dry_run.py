@@ -39,10 +39,15 @@ class DryRun:
     cached_baselines: list[str]
     search: StageEstimate
     confirm: StageEstimate | None = None
+    headline: StageEstimate | None = None  # the most the headline verdict's extra seeds can add
 
     @property
     def est_wall_s(self) -> float:
         return RAY_START_S + self.search.wall_s + (self.confirm.wall_s if self.confirm else 0.0)
+
+    @property
+    def max_wall_s(self) -> float:
+        return self.est_wall_s + (self.headline.wall_s if self.headline else 0.0)
 
 
 def share_by_macro(plan: SearchPlan, *, samples: int = 1000) -> dict[str, float]:
@@ -102,7 +107,7 @@ def score_seconds(plan: SearchPlan, arch: Any, *, threads: int) -> float:
         torch.set_num_threads(prev)
 
 
-def dry_run(plan: SearchPlan, *, confirm_jobs: int = 0, confirm_proxy: Any = None) -> DryRun:
+def dry_run(plan: SearchPlan, *, confirm_jobs: int = 0, confirm_proxy: Any = None, headline_jobs: int = 0) -> DryRun:
     sc = plan.screen
     res = choose_resources(cpus=os.cpu_count() or 1, gpus=0, cpus_per_trial=plan.opts.cpus_per_trial,
                            gpus_per_trial=plan.opts.gpus_per_trial or 0, max_concurrent=plan.opts.max_concurrent)
@@ -117,9 +122,10 @@ def dry_run(plan: SearchPlan, *, confirm_jobs: int = 0, confirm_proxy: Any = Non
         trial_s = score_seconds(plan, probe, threads=res.cpus_per_trial)
     else:
         trial_s = job_seconds(probe, plan.proxy, plan.dataset, threads=res.cpus_per_trial)
-    confirm = None
+    confirm = headline = None
     if confirm_jobs and confirm_proxy is not None and probe is not None:
         cs = job_seconds(probe, confirm_proxy, plan.dataset, threads=res.cpus_per_trial, test=True)
         confirm = stage_estimate(confirm_jobs, cs, res)
+        headline = stage_estimate(headline_jobs, cs, res) if headline_jobs else None
     return DryRun(plan=plan, share_by_macro=share_by_macro(plan), resources=res, cached_baselines=cached,
-                  search=stage_estimate(n, trial_s, res), confirm=confirm)
+                  search=stage_estimate(n, trial_s, res), confirm=confirm, headline=headline)

@@ -72,8 +72,8 @@ def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
            "created_at": plan.created_at, "command": plan.command, "optuna_storage": "sqlite:///optuna.db",
            "study_name": plan.name, "strategy": o.strategy,
            "supernet": str(plan.supernet) if plan.supernet is not None else None,
-           "confirm": ({"top_k": o.confirm_top, "seeds": o.confirm_seeds, "protocol": o.confirm_protocol}
-                       if o.confirm else None)}
+           "confirm": (confirm_settings(top_k=o.confirm_top, seeds=o.confirm_seeds, protocol=o.confirm_protocol,
+                                        width=o.confirm_width, max_seeds=o.confirm_max_seeds) if o.confirm else None)}
     if plan.resumed:
         old = R.read_run_config(d)
         cfg["created_at"] = old.get("created_at", cfg["created_at"])
@@ -86,12 +86,18 @@ def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
     R.atomic_write_text(d / "environment.json", json.dumps(environment(), indent=2))
 
 
-def record_confirm_settings(run_dir: Path, *, top_k: int, seeds: int, protocol: str | None) -> None:
-    """run.yaml's `confirm` entry after `nas confirm` (a later --resume keeps these settings)."""
+def confirm_settings(*, top_k: int, seeds: int, protocol: str | None, width: float, max_seeds: int) -> dict:
+    """run.yaml's `confirm` entry."""
+    return {"top_k": top_k, "seeds": seeds, "protocol": protocol, "width": float(width), "max_seeds": max_seeds}
+
+
+def record_confirm_settings(run_dir: Path, **settings: Any) -> None:
+    """run.yaml's `confirm` entry after `nas confirm` (a later --resume keeps these settings); `settings` as
+    `confirm_settings` takes them."""
     import yaml
 
     cfg = R.read_run_config(run_dir)
-    cfg["confirm"] = {"top_k": top_k, "seeds": seeds, "protocol": protocol}
+    cfg["confirm"] = confirm_settings(**settings)
     R.atomic_write_text(run_dir / R.RUN_FILE, yaml.safe_dump(cfg, sort_keys=False))
 
 

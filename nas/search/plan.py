@@ -32,7 +32,11 @@ DEFAULT_MIN_BUDGET = 0.5
 OBJECTIVES = ("top1", "pareto")
 SAMPLERS = ("tpe", "nsga2", "random")
 DEFAULT_CONFIRM_TOP = 3
-DEFAULT_CONFIRM_SEEDS = 4  # BENCHMARKS.md "The default run": what fits 15 minutes on 2 cores
+DEFAULT_CONFIRM_SEEDS = 3  # BENCHMARKS.md "The default run": what fits 15 minutes on 2 cores
+# The headline verdict then gets paired seeds until its 95% interval is at most this many points wide on
+# each side, or both architectures have DEFAULT_CONFIRM_MAX_SEEDS seeds.
+DEFAULT_CONFIRM_WIDTH = 2.0
+DEFAULT_CONFIRM_MAX_SEEDS = 14
 
 
 def now() -> str:
@@ -65,8 +69,10 @@ class SearchOptions:
     screen_samples: int = 2000
     confirm: bool = True
     confirm_top: int = 3
-    confirm_seeds: int = 4
+    confirm_seeds: int = DEFAULT_CONFIRM_SEEDS
     confirm_protocol: str | None = None
+    confirm_width: float = DEFAULT_CONFIRM_WIDTH
+    confirm_max_seeds: int = DEFAULT_CONFIRM_MAX_SEEDS
     strategy: str = "multitrial"
     supernet: str | None = None
 
@@ -131,7 +137,8 @@ _RUN_SETTINGS = {"budget": "--budget", "space": "--space", "data": "--data", "pr
                  "seed": "--seed", "objective": "--objective", "sampler": "--sampler", "min_budget": "--min-budget",
                  "early_stop": "--no-early-stop", "baselines": "--no-baselines", "name": "--name",
                  "confirm": "--no-confirm", "confirm_top": "--confirm-top", "confirm_seeds": "--confirm-seeds",
-                 "confirm_protocol": "--confirm-protocol", "strategy": "--strategy", "supernet": "--supernet"}
+                 "confirm_protocol": "--confirm-protocol", "confirm_width": "--confirm-width",
+                 "confirm_max_seeds": "--confirm-max-seeds", "strategy": "--strategy", "supernet": "--supernet"}
 
 
 def _resume_conflicts(given: SearchOptions, kept: SearchOptions) -> list[str]:
@@ -179,6 +186,9 @@ def options_from_run(run_dir: Path, given: SearchOptions) -> SearchOptions:
         o.confirm_top = int(conf.get("top_k", o.confirm_top))
         o.confirm_seeds = int(conf.get("seeds", o.confirm_seeds))
         o.confirm_protocol = conf.get("protocol")
+        # runs confirmed before the headline's extra seeds existed: none (their seeds stay as they were)
+        o.confirm_width = float(conf.get("width", 0.0))
+        o.confirm_max_seeds = int(conf.get("max_seeds", o.confirm_seeds))
     for k in ("max_concurrent", "gpus_per_trial", "cpus_per_trial"):
         if getattr(given, k) is None and cfg.get(k) is not None:
             setattr(o, k, cfg[k])

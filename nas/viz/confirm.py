@@ -313,7 +313,8 @@ def compute_headline(conf: V.Confirmation) -> ConfirmedHeadline | None:
     rows = compute_verdict_rows(conf)
     if not len(rows):
         return None
-    best = rows.loc[rows["mean"].idxmax()]
+    h = conf.headline  # the verdict the run leads with (and gives its extra seeds)
+    best = rows.set_index("trial", drop=False).loc[h["trial"]] if h is not None else rows.loc[rows["mean"].idxmax()]
     ev = conf.table.set_index("trial").loc[best["trial"], "eval_set"]
     return ConfirmedHeadline(
         trial=str(best["trial"]), family=str(best["family"]), madds_m=float(best["madds_m"]),
