@@ -92,6 +92,28 @@ def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
     return (math.sqrt(ss / dof) if dof else math.nan, dof)
 
 
+def paired_noise_sd(accs: Mapping[str, Mapping[int, float]], seeds: Sequence[int]) -> tuple[float, int]:
+    """The SD of a paired difference between two architectures, pooled over every pair of `accs`
+    (architecture -> {seed: accuracy}) on `seeds`, with its degrees of freedom (summed over pairs, so not
+    independent: a planning figure, not a test)."""
+    names = [a for a in accs if all(s in accs[a] and _finite(accs[a][s]) for s in seeds)]
+    groups = [[accs[a][s] - accs[b][s] for s in seeds] for i, a in enumerate(names) for b in names[i + 1:]]
+    return pooled_sd(groups)
+
+
+def seeds_for_width(sd: float, width: float, *, start: int, cap: int, level: float = LEVEL) -> int:
+    """The fewest paired seeds n in [start, cap] whose t interval (at `level`) has half-width <= `width`
+    for a paired-difference SD `sd`; `cap` when none does (or `sd` is unknown)."""
+    from scipy import stats
+
+    if not math.isfinite(sd):
+        return cap
+    for n in range(max(2, start), cap + 1):
+        if float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n) <= width:
+            return n
+    return max(cap, start)
+
+
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     """Kendall's tau-b of two paired sequences (NaN with fewer than 3 pairs or no variation)."""
     from scipy import stats
@@ -169,4 +191,4 @@ def _finite(v: object) -> bool:
 
 
 __all__ = ["Summary", "PairedDiff", "RankAgreement", "summarize", "t_interval", "paired_diff", "pooled_sd",
-           "kendall_tau", "rank_agreement", "reading_of_tau", "reading_of_noise", "VERDICTS", "LEVEL"]
+           "paired_noise_sd", "seeds_for_width", "kendall_tau", "rank_agreement", "reading_of_tau", "reading_of_noise", "VERDICTS", "LEVEL"]

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 CONFIRMED_COLUMNS = ["trial", "kind", "family", "macro", "madds_m", "params_m", "search_top1", "mean", "sd", "n",
                      "lo", "hi", "eval_set", "seeds"]
 VERDICT_COLUMNS = ["trial", "family", "madds_m", "mean", "reference", "reference_madds_m", "reference_mean",
-                   "diff", "diff_lo", "diff_hi", "n", "verdict"]
+                   "diff", "diff_lo", "diff_hi", "n", "verdict", "headline"]
 
 
 def _confirm_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -81,13 +81,30 @@ def _measured(df: pd.DataFrame, table: pd.DataFrame | None, accs: dict[str, dict
     return (confirmed_table(df) if table is None else table), (seed_accuracies(df) if accs is None else accs)
 
 
+def base_seeds(accs: dict[str, dict[int, float]]) -> list[int]:
+    """The seeds every confirmed architecture has: the confirmation's first stage. The choices behind the
+    verdicts (each candidate's reference, the headline) are made on these seeds only, so the seeds the
+    headline pair gets afterwards are fresh data for its verdict."""
+    sets = [set(v) for v in accs.values() if v]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def _mean_on(acc: dict[int, float], seeds: list[int]) -> float:
+    """The mean of `acc` over `seeds` (over all its seeds when there are no base seeds)."""
+    vals = [acc[s] for s in seeds if s in acc] if seeds else list(acc.values())
+    return sum(vals) / len(vals) if vals else math.nan
+
+
 def verdict_table(df: pd.DataFrame, *, table: pd.DataFrame | None = None,
                   accs: dict[str, dict[int, float]] | None = None) -> pd.DataFrame:
-    """Each confirmed searched candidate against the best published variant (by confirmed mean) at equal or
-    lower MAdds: the paired difference over shared seeds, its 95% interval and the verdict."""
+    """Each confirmed searched candidate against the best published variant at equal or lower MAdds (best by
+    the mean over the base seeds): the paired difference over every shared seed, its 95% interval and the
+    verdict. `headline` marks the verdict the run leads with: the candidate with the highest mean over the
+    base seeds among those with a reference."""
     import pandas as pd
 
     table, accs = _measured(df, table, accs)
+    first = base_seeds(accs)
     base = table[table["kind"] == "baseline"]
     rows = []
     for r in table[table["kind"] == "searched"].to_dict("records"):
@@ -95,25 +112,29 @@ def verdict_table(df: pd.DataFrame, *, table: pd.DataFrame | None = None,
         row = {"trial": r["trial"], "family": r["family"], "madds_m": r["madds_m"], "mean": r["mean"],
                "reference": "", "reference_madds_m": math.nan, "reference_mean": math.nan, "diff": math.nan,
                "diff_lo": math.nan, "diff_hi": math.nan, "n": 0,
-               "verdict": "no published variant at <= MAdds confirmed"}
+               "verdict": "no published variant at <= MAdds confirmed", "headline": False}
         if len(cand):
-            ref = cand.loc[cand["mean"].idxmax()]
+            ref = max(cand.to_dict("records"), key=lambda b: _mean_on(accs[b["trial"]], first))
             d = S.paired_diff(accs[r["trial"]], accs[ref["trial"]])
             row.update(reference=ref["trial"], reference_madds_m=float(ref["madds_m"]),
                        reference_mean=float(ref["mean"]), diff=d.mean, diff_lo=d.lo, diff_hi=d.hi, n=d.n,
                        verdict=d.verdict)
         rows.append(row)
-    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+    out = pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+    with_ref = [i for i, r in enumerate(rows) if r["reference"]]
+    if with_ref:
+        best = max(with_ref, key=lambda i: _mean_on(accs[rows[i]["trial"]], first))
+        out.loc[best, "headline"] = True
+    return out.astype({"headline": bool})
 
 
 def headline(verdicts: pd.DataFrame) -> dict[str, Any] | None:
-    """The verdict a run leads with: the confirmed candidate with the highest confirmed mean among those
-    compared with a published variant (None when no candidate has one). The confirm stage gives this pair
-    extra paired seeds until its interval is narrow enough (`nas.search.confirm.headline_jobs`)."""
-    v = verdicts[verdicts["reference"].astype(str) != ""] if len(verdicts) else verdicts
-    if not len(v):
+    """The verdict a run leads with (`verdict_table`'s `headline` row; None when no candidate has a
+    published reference). The confirm stage plans extra paired seeds for this pair
+    (`nas.search.confirm.headline_jobs`)."""
+    if not len(verdicts) or "headline" not in verdicts.columns or not verdicts["headline"].any():
         return None
-    return v.loc[v["mean"].idxmax()].to_dict()
+    return verdicts[verdicts["headline"]].iloc[0].to_dict()
 
 
 def half_width(verdict: dict[str, Any]) -> float:
@@ -208,5 +229,5 @@ def mark_front(front: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["CONFIRMED_COLUMNS", "VERDICT_COLUMNS", "Confirmation", "Dominance", "Trust", "compute_confirmation",
-           "confirmed_table", "verdict_table", "headline", "half_width", "dominance_claims", "trust_meter",
+           "confirmed_table", "verdict_table", "headline", "half_width", "base_seeds", "dominance_claims", "trust_meter",
            "seed_accuracies", "mark_front", "macro_of"]

@@ -2,16 +2,20 @@
 and the band's published variants under the confirm protocol with paired seeds, scored on the test split.
 
 Seeds and candidates already confirmed are kept, never retrained: `--confirm-seeds 5` on a run confirmed
-with 3 trains seeds 3 and 4 only; a run killed during confirmation continues where it stopped.
+with 3 trains seeds 3 and 4 only; `--confirm-max-seeds 24` lets the headline pair (best candidate and its
+published reference) have up to 24 seeds if its planned interval within `--confirm-width` needs them; a
+run killed during confirmation continues where it stopped.
 
 examples:
   nas confirm results/budget300M-20261201-120000
   nas confirm results/mf300 --confirm-top 5 --confirm-seeds 5
+  nas confirm results/mf300 --confirm-width 1 --confirm-max-seeds 24
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,11 +31,12 @@ def run(args: argparse.Namespace) -> int:
     from nas.search import SearchOptions, plan_search
     from nas.verdicts import compute_confirmation
 
+    started = time.time()
     copts = confirm_options(args)
     plan = plan_search(SearchOptions(resume=args.run_dir, gpus_per_trial=args.gpus_per_trial,
                                      cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
                                      address=args.address), command=command_line())
-    out = confirm_stage(plan, copts, dashboard=plan.run_dir / "dashboard.html")
+    out = confirm_stage(plan, copts, dashboard=plan.run_dir / "dashboard.html", started=started)
     for line in confirmation_lines(compute_confirmation(out.trials)):
         print(line)
     if out.interrupted:

@@ -7,9 +7,11 @@ trained. The published variants inside the band are trained under the same proto
 
 Confirm stage (on by default): the top --confirm-top candidates of the search front and the band's
 published variants are retrained under the longer confirm protocol with --confirm-seeds paired seeds and
-scored on the dataset's test split, which no search decision reads. The summary's headline is each
-candidate's confirmed accuracy and its paired difference to the best published variant at <= MAdds, with a
-95% interval and a verdict; search-stage gains are shown only beside them.
+scored on the dataset's test split, which no search decision reads. Each candidate gets its confirmed
+accuracy and its paired difference to the best published variant at <= MAdds, with a 95% interval and a
+verdict; search-stage gains are shown only beside them. The HEADLINE (the best candidate against its
+reference, chosen on these seeds) then gets, for both, the paired seeds that the first seeds' noise says a
+95% interval within --confirm-width points needs, at most --confirm-max-seeds.
 
 Each finished job is written to results/<name>/ at once; `--resume results/<name>` continues a run stopped
 by Ctrl-C or a kill (in either stage) without retraining anything.
@@ -21,6 +23,7 @@ examples:
   nas search --budget 300M --sampler random --no-confirm
   nas search --resume results/mf-vit-300
   nas confirm results/mf-vit-300 --confirm-seeds 5      # more seeds for an existing run
+  nas confirm results/mf-vit-300 --confirm-max-seeds 24 # narrow the headline further
   nas search --budget 300M --address auto               # on an existing Ray cluster
 """
 
@@ -30,6 +33,7 @@ import argparse
 import math
 import shlex
 import sys
+import time
 from typing import Any
 
 
@@ -71,18 +75,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_confirm_arguments(p: argparse.ArgumentParser) -> None:
-    from nas.search.confirm import DEFAULT_MAX_SEEDS, DEFAULT_SEEDS, DEFAULT_TOP_K, DEFAULT_WIDTH
+    from nas.search.confirm import (
+        DEFAULT_MAX_SEEDS,
+        DEFAULT_SEEDS,
+        DEFAULT_TIME_BUDGET_S,
+        DEFAULT_TOP_K,
+        DEFAULT_WIDTH,
+    )
 
     p.add_argument("--confirm-top", type=int, default=DEFAULT_TOP_K, metavar="K",
                    help=f"candidates of the search front to confirm (default {DEFAULT_TOP_K})")
     p.add_argument("--confirm-seeds", type=int, default=DEFAULT_SEEDS, metavar="N",
                    help=f"paired seeds per confirmed architecture (default {DEFAULT_SEEDS})")
     p.add_argument("--confirm-width", type=float, default=DEFAULT_WIDTH, metavar="POINTS",
-                   help="then give the headline verdict (best candidate vs its published reference) more paired "
-                        f"seeds until its 95%% interval is at most POINTS on each side (default {DEFAULT_WIDTH:g}; "
-                        "0: no extra seeds)")
+                   help="then give the headline verdict (best candidate vs its published reference) the paired "
+                        "seeds that the first seeds' noise says a 95%% interval within POINTS needs (default "
+                        f"{DEFAULT_WIDTH:g}; 0: no extra seeds)")
     p.add_argument("--confirm-max-seeds", type=int, default=DEFAULT_MAX_SEEDS, metavar="N",
                    help=f"most paired seeds the headline pair gets (default {DEFAULT_MAX_SEEDS})")
+    p.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET_S / 60, metavar="MIN",
+                   help="the headline pair gets no more seeds than fit this command's wall time, planned from "
+                        f"its first jobs' times (default {DEFAULT_TIME_BUDGET_S / 60:g}; 0: no bound)")
     p.add_argument("--confirm-protocol", metavar="PATH|NAME",
                    help="confirm protocol YAML or shipped name (default: the shipped confirm protocol)")
     p.add_argument("--no-confirm", dest="confirm", action="store_false",
@@ -103,14 +116,16 @@ def plan_confirm_options(plan: Any):
 
     o = plan.opts
     return (ConfirmOptions(top_k=o.confirm_top, seeds=o.confirm_seeds, protocol=o.confirm_protocol,
-                           width=o.confirm_width, max_seeds=o.confirm_max_seeds) if o.confirm else None)
+                           width=o.confirm_width, max_seeds=o.confirm_max_seeds,
+                           time_budget_s=60 * o.time_budget_min) if o.confirm else None)
 
 
 def confirm_options(args: argparse.Namespace):
     from nas.search.confirm import ConfirmOptions
 
     o = ConfirmOptions(top_k=args.confirm_top, seeds=args.confirm_seeds, protocol=args.confirm_protocol,
-                       width=args.confirm_width, max_seeds=args.confirm_max_seeds)
+                       width=args.confirm_width, max_seeds=args.confirm_max_seeds,
+                       time_budget_s=60 * args.time_budget)
     o.check()
     return o
 
@@ -119,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from nas.search import SearchOptions, dry_run, plan_search, run_search
     from nas.search.plan import DEFAULT_ONESHOT_TRIALS, DEFAULT_TRIALS
 
+    started = time.time()
     trials = args.trials if args.trials is not None else (
         DEFAULT_ONESHOT_TRIALS if args.strategy == "oneshot" else DEFAULT_TRIALS)
     opts = SearchOptions(budget=args.budget, space=args.space, trials=trials, name=args.name, data=args.data,
@@ -129,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
                          results_root=args.results, baselines=args.baselines, confirm=args.confirm,
                          confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds,
                          confirm_protocol=args.confirm_protocol, confirm_width=args.confirm_width,
-                         confirm_max_seeds=args.confirm_max_seeds, strategy=args.strategy, supernet=args.supernet)
+                         confirm_max_seeds=args.confirm_max_seeds, time_budget_min=args.time_budget,
+                         strategy=args.strategy, supernet=args.supernet)
     confirm_options(args)  # checked before anything starts
     plan = plan_search(opts, command=command_line())
     copts = plan_confirm_options(plan)
@@ -148,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
                      on_progress=print_progress, on_note=print_note, keep_ray=copts is not None)
     conf = None
     if copts is not None and not out.interrupted:
-        conf = confirm_stage(plan, copts, dashboard=out.dashboard)
+        conf = confirm_stage(plan, copts, dashboard=out.dashboard, started=started)
         out.trials = conf.trials
         out.interrupted = conf.interrupted
         out.confirmation = conf
@@ -161,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def confirm_stage(plan: Any, copts: Any, *, dashboard: Any, resources: Any = None) -> Any:
+def confirm_stage(plan: Any, copts: Any, *, dashboard: Any, resources: Any = None,
+                  started: float | None = None) -> Any:
     """Run the confirm stage on the Ray session the search left up (or a new one), then stop Ray."""
     from nas.search.confirm import run_confirm
     from nas.search.loop import start_ray, stop_ray
@@ -174,11 +192,12 @@ def confirm_stage(plan: Any, copts: Any, *, dashboard: Any, resources: Any = Non
             print(f"confirming {arch} architectures x {copts.seeds} paired seeds under the confirm protocol, scored "
                   f"on the {plan.dataset.name} test split: {pending} of {len(jobs)} jobs to train", flush=True)
             if copts.extra_jobs:
-                print(f"then the headline verdict gets paired seeds until its 95% interval is within "
-                      f"+-{copts.width:g} points (at most {copts.max_seeds} seeds)", flush=True)
+                budget = f" and what fits {copts.time_budget_s / 60:g} min" if copts.time_budget_s else ""
+                print(f"then the headline verdict gets the paired seeds that the first {copts.seeds}'s noise says a "
+                      f"+-{copts.width:g}-point 95% interval needs (at most {copts.max_seeds}{budget})", flush=True)
 
         return run_confirm(plan, copts, resources=res, dashboard=dashboard, on_progress=print_progress,
-                           on_note=print_note, on_plan=on_plan)
+                           on_note=print_note, on_plan=on_plan, started=started)
     finally:
         stop_ray(plan)
 
@@ -258,11 +277,13 @@ def format_dry_run(dr: Any, copts: Any = None) -> list[str]:
                    f"seeds, scored on the {p.dataset.name} test split")
         out.append(f"  ~{dr.confirm.job_s:.0f} s per job, {dr.confirm.jobs} jobs: ~{fmt_s(dr.confirm.wall_s)}")
         if dr.headline is not None:
-            out.append(f"  then the headline verdict: paired seeds until its 95% interval is within +-{copts.width:g} "
-                       f"points, at most {copts.max_seeds}: up to {dr.headline.jobs} more jobs, "
-                       f"~{fmt_s(dr.headline.wall_s)}")
+            fit = f" and what fits --time-budget {copts.time_budget_s / 60:g} min" if copts.time_budget_s else ""
+            out.append(f"  then the headline verdict: the paired seeds a +-{copts.width:g}-point interval needs, at most "
+                       f"{copts.max_seeds}{fit}: up to {dr.headline.jobs} more jobs, ~{fmt_s(dr.headline.wall_s)}")
     out.append(f"resources: {r.max_concurrent} concurrent x {r.cpus_per_trial} CPU (+{r.gpus_per_trial:g} GPU) per job")
-    upto = f", up to ~{fmt_s(dr.max_wall_s)} if the headline needs its most seeds" if dr.headline is not None else ""
+    most = dr.max_wall_s if not (copts and copts.time_budget_s) else max(dr.est_wall_s, min(dr.max_wall_s,
+                                                                                         copts.time_budget_s))
+    upto = f", up to ~{fmt_s(most)} if the headline needs its most seeds" if dr.headline is not None else ""
     out.append(f"estimate: ~{fmt_s(dr.est_wall_s)} wall on this machine{upto} (timed real train steps of an "
                "in-band network; nothing trained)")
     return out

@@ -73,7 +73,8 @@ def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
            "study_name": plan.name, "strategy": o.strategy,
            "supernet": str(plan.supernet) if plan.supernet is not None else None,
            "confirm": (confirm_settings(top_k=o.confirm_top, seeds=o.confirm_seeds, protocol=o.confirm_protocol,
-                                        width=o.confirm_width, max_seeds=o.confirm_max_seeds) if o.confirm else None)}
+                                        width=o.confirm_width, max_seeds=o.confirm_max_seeds,
+                                        time_budget_min=o.time_budget_min) if o.confirm else None)}
     if plan.resumed:
         old = R.read_run_config(d)
         cfg["created_at"] = old.get("created_at", cfg["created_at"])
@@ -86,9 +87,11 @@ def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
     R.atomic_write_text(d / "environment.json", json.dumps(environment(), indent=2))
 
 
-def confirm_settings(*, top_k: int, seeds: int, protocol: str | None, width: float, max_seeds: int) -> dict:
+def confirm_settings(*, top_k: int, seeds: int, protocol: str | None, width: float, max_seeds: int,
+                     time_budget_min: float) -> dict:
     """run.yaml's `confirm` entry."""
-    return {"top_k": top_k, "seeds": seeds, "protocol": protocol, "width": float(width), "max_seeds": max_seeds}
+    return {"top_k": top_k, "seeds": seeds, "protocol": protocol, "width": float(width), "max_seeds": max_seeds,
+            "time_budget_min": float(time_budget_min)}
 
 
 def record_confirm_settings(run_dir: Path, **settings: Any) -> None:

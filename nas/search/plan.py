@@ -37,6 +37,7 @@ DEFAULT_CONFIRM_SEEDS = 3  # BENCHMARKS.md "The default run": what fits 15 minut
 # each side, or both architectures have DEFAULT_CONFIRM_MAX_SEEDS seeds.
 DEFAULT_CONFIRM_WIDTH = 2.0
 DEFAULT_CONFIRM_MAX_SEEDS = 14
+DEFAULT_TIME_BUDGET_MIN = 15.0  # and the command's planned wall time, the 15 minutes of the default run
 
 
 def now() -> str:
@@ -73,6 +74,7 @@ class SearchOptions:
     confirm_protocol: str | None = None
     confirm_width: float = DEFAULT_CONFIRM_WIDTH
     confirm_max_seeds: int = DEFAULT_CONFIRM_MAX_SEEDS
+    time_budget_min: float = DEFAULT_TIME_BUDGET_MIN
     strategy: str = "multitrial"
     supernet: str | None = None
 
@@ -138,7 +140,7 @@ _RUN_SETTINGS = {"budget": "--budget", "space": "--space", "data": "--data", "pr
                  "early_stop": "--no-early-stop", "baselines": "--no-baselines", "name": "--name",
                  "confirm": "--no-confirm", "confirm_top": "--confirm-top", "confirm_seeds": "--confirm-seeds",
                  "confirm_protocol": "--confirm-protocol", "confirm_width": "--confirm-width",
-                 "confirm_max_seeds": "--confirm-max-seeds", "strategy": "--strategy", "supernet": "--supernet"}
+                 "confirm_max_seeds": "--confirm-max-seeds", "time_budget_min": "--time-budget", "strategy": "--strategy", "supernet": "--supernet"}
 
 
 def _resume_conflicts(given: SearchOptions, kept: SearchOptions) -> list[str]:
@@ -189,6 +191,7 @@ def options_from_run(run_dir: Path, given: SearchOptions) -> SearchOptions:
         # runs confirmed before the headline's extra seeds existed: none (their seeds stay as they were)
         o.confirm_width = float(conf.get("width", 0.0))
         o.confirm_max_seeds = int(conf.get("max_seeds", o.confirm_seeds))
+        o.time_budget_min = float(conf.get("time_budget_min", 0.0))
     for k in ("max_concurrent", "gpus_per_trial", "cpus_per_trial"):
         if getattr(given, k) is None and cfg.get(k) is not None:
             setattr(o, k, cfg[k])
