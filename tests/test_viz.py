@@ -653,7 +653,7 @@ def test_dashboard_leads_with_the_confirmation(tmp_path, confirmation):
     headline = f"{h.mean:.2f} [{h.lo:.2f}, {h.hi:.2f}]"
     assert headline in text and "not distinguishable from" in text
     # the confirmed headline comes before any search-stage number, which is labelled unconfirmed
-    first = text.index("Best confirmed candidate")
+    first = text.index("Headline candidate")
     assert first < text.index("search stage, unconfirmed") < text.index("Largest search-stage gain")
     assert first < text.index('data-figure="confirmed_front"') < text.index('data-figure="accuracy_vs_madds"')
     assert "best gain, pts (search, unconfirmed)" in text and "Unconfirmed.</b>" not in text
@@ -679,7 +679,7 @@ def test_dashboard_without_confirmation_says_unconfirmed(demo, tmp_path):
     text = viz.write_dashboard(demo.path, tmp_path / "plain.html").read_text()
     assert "Unconfirmed.</b>" in text and "single short proxy run" in text and "nas confirm" in text
     assert 'data-section="verdicts"' not in text and 'data-figure="confirmed_front"' not in text
-    assert "best gain, pts (unconfirmed)" in text and "Best confirmed candidate" not in text
+    assert "best gain, pts (unconfirmed)" in text and "Headline candidate" not in text
     assert list(viz.build_figures(demo)) == list(viz.FIGURES)
 
 

@@ -234,14 +234,15 @@ def _verdict_phrase(h: ConfirmedHeadline) -> str:
 
 
 def _confirmed_summary_html(head: ConfirmedHeadline | None, conf: V.Confirmation) -> str:
-    """The page's first sentence when a run has confirm rows: the best confirmed candidate, its interval
+    """The page's first sentence when a run has confirm rows: the headline candidate (the best confirmed one
+    with a published reference, `nas.verdicts.headline`), its interval
     and its verdict."""
     e = html.escape
     if head is None:
         what = ("no architecture has finished its confirmation yet" if conf.empty else
                 f"{len(conf.table)} published variants confirmed, but no searched candidate yet")
         return f"<p class='summary'>{_CONFIRMED} {e(what)}.</p>"
-    return (f"<p class='summary'>{_CONFIRMED} Best confirmed candidate <b>{e(head.trial)}</b> "
+    return (f"<p class='summary'>{_CONFIRMED} Headline candidate <b>{e(head.trial)}</b> "
             f"({e(head.family)}, {head.madds_m:.0f} M MAdds): <b>{interval_text(head.mean, head.lo, head.hi)} %"
             f"</b> top-1 on the held-out {e(head.eval_set)} split (mean and 95% interval over {head.n_seeds} "
             f"seeds), {_verdict_phrase(head)}. Of {head.n_candidates} confirmed candidates, {head.n_better} "
@@ -293,7 +294,7 @@ def _cards_html(s: RunSummary, head: ConfirmedHeadline | None = None, *, confirm
         diff = interval_text(head.diff, head.diff_lo, head.diff_hi, sign=True) if head.reference else ""
         lead = [
             _card(f"{head.mean:.2f}% <small>[{fmt(head.lo, 2)}, {fmt(head.hi, 2)}]</small>",
-                  f"best confirmed candidate {head.trial} ({head.eval_set}, n = {head.n_seeds})", "confirmed"),
+                  f"headline candidate {head.trial} ({head.eval_set}, n = {head.n_seeds})", "confirmed"),
             _card(f"{html.escape(verdict)} <small>{diff}</small>",
                   f"vs {head.reference or 'published'} at <= MAdds (paired, pts)", "confirmed"),
             _card(f"{head.n_better} / {head.n_candidates}", "candidates confirmed better", "confirmed"),
