@@ -350,6 +350,51 @@ macros:
 """
 
 
+def _headline_setup(tmp_path: Path) -> list[str]:
+    """A small Mobile-Former search whose band holds mobile_former_26m, with tiny protocols at 16 px: the
+    command, up to its confirm options."""
+    (tmp_path / "mf.yaml").write_text(MF_SMALL)
+    (tmp_path / "proxy.yaml").write_text("resolution: 16\nepochs: 1\ntrain_images: 256\nval_images: 128\n"
+                                         "batch_size: 32\nlr: 0.004\n")
+    (tmp_path / "confirm.yaml").write_text("resolution: 16\nepochs: 1\ntrain_images: 1024\nval_images: 128\n"
+                                           "test_images: 500\nbatch_size: 32\nlr: 0.004\n")
+    return [*NAS, "search", "--budget", "50M", "--space", str(tmp_path / "mf.yaml"), "--proxy",
+            str(tmp_path / "proxy.yaml"), "--results", str(tmp_path / "results"), "--trials", "2", "--no-early-stop",
+            "--confirm-top", "2", "--confirm-seeds", "2", "--confirm-protocol", str(tmp_path / "confirm.yaml")]
+
+
+@pytest.mark.slow
+def test_kill_during_the_headline_seeds_then_resume(tmp_path):
+    """A SIGKILL while the headline pair trains its extra seeds, then `--resume`: every finished seed is kept
+    as it was, none is trained twice, and the pair ends with its planned seeds."""
+    run = tmp_path / "results" / "kill"
+    cmd = [*_headline_setup(tmp_path), "--name", "kill", "--confirm-width", "0.01", "--confirm-max-seeds", "6"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 400
+    before = None
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "trials.parquet").is_file():
+            df = _trials(run)
+            extra = df[(df["stage"] == "confirm") & (df["status"] == "completed") & (df["seed"] >= 2)]
+            if len(extra):
+                before = df
+                break
+        time.sleep(0.3)
+    assert before is not None, proc.communicate()[0].decode()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    r = subprocess.run([*NAS, "search", "--resume", str(run)], env=ENV, capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    after = _trials(run)
+    assert not after.duplicated(["trial", "stage", "seed"]).any()
+    done = before[before["status"] == "completed"].set_index(["trial", "stage", "seed"])["finished_at"]
+    assert after.set_index(["trial", "stage", "seed"])["finished_at"].loc[done.index].equals(done)
+    conf = after[(after["stage"] == "confirm") & (after["status"] == "completed")]
+    head = pd.read_csv(run / "verdicts.csv").query("headline").iloc[0]
+    for t in (head["trial"], head["reference"]):
+        assert sorted(conf[conf["trial"] == t]["seed"]) == list(range(6)), t
+
+
 @pytest.mark.slow
 def test_headline_verdict_gets_its_planned_paired_seeds(tmp_path):
     """The confirm stage gives the headline pair (best candidate, its published reference) the paired seeds
@@ -357,17 +402,9 @@ def test_headline_verdict_gets_its_planned_paired_seeds(tmp_path):
     the other architectures keep --confirm-seeds. `nas confirm` with a higher cap trains the new seeds only."""
     import re
 
-    (tmp_path / "mf.yaml").write_text(MF_SMALL)
-    (tmp_path / "proxy.yaml").write_text("resolution: 16\nepochs: 1\ntrain_images: 256\nval_images: 128\n"
-                                         "batch_size: 32\nlr: 0.004\n")
-    (tmp_path / "confirm.yaml").write_text("resolution: 16\nepochs: 1\ntrain_images: 1024\nval_images: 128\n"
-                                           "test_images: 500\nbatch_size: 32\nlr: 0.004\n")
     run = tmp_path / "results" / "head"
-    r = subprocess.run([*NAS, "search", "--budget", "50M", "--space", str(tmp_path / "mf.yaml"), "--proxy",
-                        str(tmp_path / "proxy.yaml"), "--results", str(tmp_path / "results"), "--trials", "2",
-                        "--name", "head", "--no-early-stop", "--confirm-top", "2", "--confirm-seeds", "2",
-                        "--confirm-width", "0.01", "--confirm-max-seeds", "3", "--confirm-protocol",
-                        str(tmp_path / "confirm.yaml")], env=ENV, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([*_headline_setup(tmp_path), "--name", "head", "--confirm-width", "0.01",
+                        "--confirm-max-seeds", "3"], env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
     def planned(out: str) -> int:

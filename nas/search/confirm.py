@@ -160,7 +160,7 @@ def headline_jobs(plan: SearchPlan, df: Any, opts: ConfirmOptions, *, seconds_le
     by_time = (have + max(0, int((seconds_left - per_seed) // per_seed))) if math.isfinite(seconds_left) \
         and math.isfinite(per_seed) else 10_000
     n = max(have, min(need, opts.max_seeds, by_time))
-    why = [f"a +-{opts.width:g}-point interval needs {need}"]
+    why = [f"a +-{opts.width:g}-point interval needs {need if need < 10_000 else 'over 10,000'}"]
     if opts.max_seeds < need:
         why.append(f"--confirm-max-seeds allows {opts.max_seeds}")
     if by_time < need:
