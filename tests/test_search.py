@@ -265,6 +265,22 @@ def test_onnx_export_of_a_searched_arch(tmp_path):
     assert abs(got - want).max() < 1e-3 * max(1.0, abs(want).max())
 
 
+def _kill_once(cmd: list[str], run: Path, ready, *, timeout: float = 300) -> pd.DataFrame:
+    """Start `cmd`, SIGKILL its process group once `ready(trials)` holds for the run's trials file, and
+    return the trials as they were then."""
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "trials.parquet").is_file():
+            df = _trials(run)
+            if ready(df):
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return df
+        time.sleep(0.3)
+    raise AssertionError(proc.communicate()[0].decode()[-3000:])
+
+
 @pytest.mark.slow
 def test_confirm_stage_kill_resume_and_extend(work):
     """The confirmation: paired seeds as stage=confirm rows scored on the test split; a SIGKILL during it and
@@ -275,20 +291,8 @@ def test_confirm_stage_kill_resume_and_extend(work):
     cmd = [*NAS, "search", "--budget", "3M", "--space", TINY, "--proxy", str(work / "proxy.yaml"), "--results",
            str(work / "results"), "--max-concurrent", "1", "--trials", "2", "--name", "conf", "--no-early-stop",
            "--confirm-top", "2", "--confirm-seeds", "2", "--confirm-protocol", str(work / "confirm.yaml")]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 300
-    before = None
-    while time.time() < deadline and proc.poll() is None:
-        if (run / "trials.parquet").is_file():
-            df = _trials(run)
-            conf = df[(df["stage"] == "confirm") & (df["status"] == "completed")]
-            if len(conf):
-                before = conf
-                break
-        time.sleep(0.3)
-    assert before is not None, proc.communicate()[0].decode()[-3000:]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    df = _kill_once(cmd, run, lambda df: ((df["stage"] == "confirm") & (df["status"] == "completed")).any())
+    before = df[(df["stage"] == "confirm") & (df["status"] == "completed")]
     r = subprocess.run([*NAS, "search", "--resume", str(run)], env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     after = _trials(run)
@@ -369,20 +373,8 @@ def test_kill_during_the_headline_seeds_then_resume(tmp_path):
     as it was, none is trained twice, and the pair ends with its planned seeds."""
     run = tmp_path / "results" / "kill"
     cmd = [*_headline_setup(tmp_path), "--name", "kill", "--confirm-width", "0.01", "--confirm-max-seeds", "6"]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 400
-    before = None
-    while time.time() < deadline and proc.poll() is None:
-        if (run / "trials.parquet").is_file():
-            df = _trials(run)
-            extra = df[(df["stage"] == "confirm") & (df["status"] == "completed") & (df["seed"] >= 2)]
-            if len(extra):
-                before = df
-                break
-        time.sleep(0.3)
-    assert before is not None, proc.communicate()[0].decode()[-3000:]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    before = _kill_once(cmd, run, lambda df: ((df["stage"] == "confirm") & (df["status"] == "completed")
+                                              & (df["seed"] >= 2)).any(), timeout=400)
     r = subprocess.run([*NAS, "search", "--resume", str(run)], env=ENV, capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     after = _trials(run)
