@@ -228,7 +228,10 @@ def read_trials(run_dir: str | Path) -> pd.DataFrame:
     pq, csv = d / TRIALS_PARQUET, d / TRIALS_CSV
     try:
         if pq.is_file():
-            df = pd.read_parquet(pq)
+            # through one open handle: a path read stats the file and opens it again, and a writer's atomic
+            # replace in between mixes two files ("Page was smaller than expected") while a run is writing
+            with open(pq, "rb") as f:
+                df = pd.read_parquet(f)
         elif csv.is_file():
             df = pd.read_csv(csv, keep_default_na=False, na_values=[""])
         else:

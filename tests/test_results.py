@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -82,6 +83,33 @@ def test_write_read_round_trip_parquet_and_csv(tmp_path):
     pd.testing.assert_frame_equal(R.read_trials(tmp_path), written)
     assert written["status"].tolist()[2] == "nan" and written["knob_fusion"].tolist()[2] == "none"
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def _rewrite(run_dir: str, stop) -> None:
+    i = 0
+    while not stop.is_set():
+        R.write_trials(run_dir, frame([(f"t{k}", 100.0 + k, 50.0) for k in range(5 + i % 50)]))
+        i += 1
+
+
+def test_read_trials_while_a_run_rewrites_them(tmp_path):
+    """A dashboard or export reads trials.parquet while a search replaces it after every job: each read sees
+    one whole file (a path read that opens the file twice mixed two of them ~1 read in 7 here)."""
+    import multiprocessing as mp
+
+    R.write_trials(tmp_path, frame([("t0", 100.0, 50.0)]))
+    ctx = mp.get_context("spawn")  # no fork of a process that may hold torch's threads
+    stop = ctx.Event()
+    writer = ctx.Process(target=_rewrite, args=(str(tmp_path), stop))
+    writer.start()
+    try:
+        t, reads = time.time(), 0
+        while time.time() - t < 4 or reads < 200:
+            assert len(R.read_trials(tmp_path)) >= 1
+            reads += 1
+    finally:
+        stop.set()
+        writer.join(30)
 
 
 def test_write_is_atomic_on_failure(tmp_path):

@@ -43,7 +43,8 @@ def _search(work: Path, *extra: str) -> list[str]:
 
 
 def _trials(run: Path) -> pd.DataFrame:
-    return pd.read_parquet(run / "trials.parquet")
+    with open(run / "trials.parquet", "rb") as f:  # one handle: the run may replace the file meanwhile
+        return pd.read_parquet(f)
 
 
 @pytest.mark.slow
