@@ -67,7 +67,9 @@ class ConfirmOptions:
                               f"points >= 0 (0: no extra seeds for the headline; {DEFAULT_WIDTH:g} is the default)")
         if not isinstance(self.time_budget_s, (int, float)) or isinstance(self.time_budget_s, bool) \
                 or not 0 <= self.time_budget_s < 1e9:
-            raise ConfigError(f"--time-budget {self.time_budget_s!r} is invalid",
+            shown = f"{self.time_budget_s / 60:g}" if isinstance(self.time_budget_s, (int, float)) else repr(
+                self.time_budget_s)
+            raise ConfigError(f"--time-budget {shown} is invalid",
                               f"minutes >= 0 (0: no bound; {DEFAULT_TIME_BUDGET_S / 60:g} is the default)")
         if not isinstance(self.max_seeds, int) or isinstance(self.max_seeds, bool) or self.max_seeds < 1:
             raise ConfigError(f"--confirm-max-seeds {self.max_seeds!r} is invalid",
