@@ -107,12 +107,17 @@ def select_candidates(df: Any, top_k: int) -> list[str]:
     return picks
 
 
-def _arch_jobs(plan: SearchPlan, df: Any, trial: str, seeds: range) -> list[TrialJob]:
-    """The confirm jobs of one architecture (a searched trial or a baseline of the band) for `seeds`."""
+def _search_rows(df: Any) -> Any:
+    """The search stage's last row per trial, indexed by trial (what `_arch_jobs` builds jobs from)."""
+    return R.search_stage(df).drop_duplicates("trial", keep="last").set_index("trial")
+
+
+def _arch_jobs(plan: SearchPlan, search: Any, trial: str, seeds: range) -> list[TrialJob]:
+    """The confirm jobs of one architecture (a searched trial or a baseline of the band) for `seeds`;
+    `search` is `_search_rows` of the run."""
     for b in plan.baselines:
         if b.trial == trial:
             return [b.replace(stage="confirm", seed=s, evaluate_test=True) for s in seeds]
-    search = R.search_stage(df).drop_duplicates("trial", keep="last").set_index("trial")
     r = search.loc[trial].to_dict()
     r["trial"] = trial
     params = params_from_row(r, plan.space)
@@ -125,7 +130,8 @@ def confirm_jobs(plan: SearchPlan, df: Any, opts: ConfirmOptions) -> list[TrialJ
     """Every (architecture, seed) job of the confirmation's first part: candidates, then the band's
     baselines, `opts.seeds` each."""
     trials = select_candidates(df, opts.top_k) + [b.trial for b in plan.baselines]
-    return [j for t in trials for j in _arch_jobs(plan, df, t, range(opts.seeds))]
+    search = _search_rows(df)
+    return [j for t in trials for j in _arch_jobs(plan, search, t, range(opts.seeds))]
 
 
 def _job_s(df: Any, trial: str) -> float:
@@ -174,7 +180,8 @@ def headline_jobs(plan: SearchPlan, df: Any, opts: ConfirmOptions, *, seconds_le
         return [], (f"{plan_line}; it has {have}: {h['diff']:+.2f} [{h['diff_lo']:+.2f}, {h['diff_hi']:+.2f}], "
                     f"half-width {V.half_width(h):.2f}")
     upto = range(n)
-    jobs = _arch_jobs(plan, df, str(h["trial"]), upto) + _arch_jobs(plan, df, str(h["reference"]), upto)
+    search = _search_rows(df)
+    jobs = _arch_jobs(plan, search, str(h["trial"]), upto) + _arch_jobs(plan, search, str(h["reference"]), upto)
     return jobs, f"{plan_line}: training seeds {have}-{n - 1} of both"
 
 
