@@ -71,7 +71,13 @@ class DynamicReLU(nn.Module):
 
     def forward(self, x: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
         a1, a2 = self.hyper(token)[:, :, None, None].chunk(2, dim=1)
-        return torch.maximum(x * (2.0 * a1), x * (2.0 * a2 - 1.0))  # slopes in [0, 2] and [-1, 1]
+        s1, s2 = 2.0 * a1, 2.0 * a2 - 1.0  # slopes in [0, 2] and [-1, 1], per sample and channel
+        # max(s1 * x, s2 * x) is x * max(s1, s2) where x >= 0 and x * min(s1, s2) where x < 0, i.e.
+        # lo * x + (hi - lo) * relu(x): the same function, but its backward is one threshold instead of
+        # torch.maximum's masked_fill/where/eq over the whole map (2.8x faster forward + backward on
+        # [16, 144, 16, 16] channels_last; BENCHMARKS.md, "Training speed").
+        hi, lo = torch.maximum(s1, s2), torch.minimum(s1, s2)
+        return x * lo + F.relu(x) * (hi - lo)
 
 
 class MobileToFormer(nn.Module):
