@@ -142,7 +142,7 @@ def train_epoch(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, opt: t
     return float(loss_sum) / steps
 
 
-@torch.no_grad()
+@torch.inference_mode()  # ~13% faster than no_grad on CPU for these networks (BENCHMARKS.md)
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedData, *, batch_size: int) -> float:
     """Top-1 (percent) of `model` on uint8 images `x` (normalised with `prep`'s statistics)."""
     model.eval()
