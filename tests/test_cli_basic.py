@@ -72,6 +72,23 @@ def test_bad_input_one_message_no_traceback(args, needle):
     assert "Traceback" not in p.stderr and "fix:" in p.stderr
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["train", "mobilevit_xxs", "--init", "{junk}"], "is not a weights file"),
+    (["search", "--sampler", "bogus"], "invalid choice: 'bogus'"),
+    (["search", "--strategy", "oneshot", "--supernet", "{junk}"], "is not a supernet run folder"),
+    (["bogus"], "invalid choice: 'bogus'"),
+])
+def test_bad_input_found_in_use_one_line_and_exit_2(tmp_path, args, needle):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not weights\n")
+    p = run_nas(*(a.format(junk=junk) for a in args), "--results", str(tmp_path)) if args[0] == "search" \
+        else run_nas(*(a.format(junk=junk) for a in args))
+    assert p.returncode == 2, p.stderr
+    assert needle in p.stderr and "fix:" in p.stderr
+    assert "Traceback" not in p.stderr and "usage:" not in p.stderr
+    assert len([x for x in p.stderr.splitlines() if "error" in x]) == 1
+
+
 def test_flops_on_a_malformed_and_an_unknown_knob_yaml(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nresolution: [\n")

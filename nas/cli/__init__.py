@@ -24,8 +24,18 @@ COMMANDS = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error form: `nas CMD: error: ...` and a `fix:` line, exit 2, instead of the
+    whole usage block (an invalid choice, a missing value, an unknown option). Sub-commands inherit it."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(f"  fix: see `{self.prog} --help`", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="nas",
         description="hybrid-nas: neural-architecture search over a unified Mobile-Former + MobileViT v1/v2/v3 "
                     "design space under a multiply-add budget.",

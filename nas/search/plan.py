@@ -252,7 +252,10 @@ def _supernet_of(opts: SearchOptions, *, proxy: Any, dataset: str, space: Search
 
     d = Path(opts.supernet) if opts.supernet else find_supernet(opts.results_root, space=space, dataset=dataset)
     w = weights_path(d)
-    settings = load_yaml(w.parent / "supernet.yaml") if (w.parent / "supernet.yaml").is_file() else {}
+    if not (w.parent / "supernet.yaml").is_file():  # a plain file (or a folder of one) is no supernet run
+        raise RunError(f"{d} is not a supernet run folder (no supernet.yaml beside {w.name})",
+                       "pass the folder that `nas supernet train` wrote, e.g. --supernet results/supernet-<name>")
+    settings = load_yaml(w.parent / "supernet.yaml")
     check_compatible(settings, proxy=proxy, dataset=dataset, space=space)
     return w.parent.resolve()  # absolute: Ray runs each job in its own trial folder
 

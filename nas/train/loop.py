@@ -243,7 +243,13 @@ def load_init(model: nn.Module, init: str | Path | dict) -> None:
         p = Path(init)
         if not p.is_file():
             raise ConfigError(f"no weights file {p}", "pass a state_dict file, e.g. from `nas supernet extract`")
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - pickle, zip and torch's own errors alike: not a weights file
+            state = None
+        if not isinstance(state, dict):
+            raise ConfigError(f"{p} is not a weights file (a state_dict saved by torch.save)",
+                              "pass the .pt file that `nas supernet extract` writes for this architecture")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
