@@ -4,12 +4,14 @@ whole test split. Every bench ranks against this log (`bench/fidelity_table.py`)
 
     OMP_NUM_THREADS=1 nohup .venv/bin/python bench/long_reference.py --workers 2 > long_reference.out 2>&1 &
     .venv/bin/python bench/long_reference.py --steps 2048 --subset 8 --workers 2   # a longer rung on a subset
+    .venv/bin/python bench/long_reference.py --protocol default --log bench/search_scores.jsonl  # search scores
 
 Protocol: the shipped confirm protocol (nas/proxy_confirm.yaml: AdamW lr 2e-3, cosine, batch 16, 32 px) with
 `--steps` optimizer steps as 2 epochs of steps * 16 / 2 training images (512 steps: 2 x 4096 images, 4x the
 confirm protocol's 128), `test_images: 0` (all 10,000 test images). One JSON line per job is appended to
 `--log` (arch, arch_id, macro, madds_m, params, protocol, steps, seed, val_top1 per epoch, test_top1, wall_s,
-load): a killed run resumes where it stopped, and jobs run in passes (seed 0 of every architecture before
+load; with `--protocol NAME` a shipped or YAML protocol as it is, scored on its validation split only, for
+the search scores: val top-1 and loss per epoch, mean training loss per epoch): a killed run resumes where it stopped, and jobs run in passes (seed 0 of every architecture before
 seed 1) so a partial log already covers every architecture.
 """
 
@@ -40,7 +42,7 @@ def long_protocol(steps: int) -> dict:
     return p.replace(epochs=2, train_images=per_epoch * p.batch_size, warmup_epochs=0.5, test_images=0).to_dict()
 
 
-def run_job(a: dict, protocol: dict, seed: int, steps: int) -> dict:
+def run_job(a: dict, protocol: dict, seed: int, steps: int, final: bool = True) -> dict:
     import torch
 
     from nas.data import load_dataset
@@ -51,10 +53,11 @@ def run_job(a: dict, protocol: dict, seed: int, steps: int) -> dict:
         _DATA["d"] = load_dataset(None)
     p = proxy_from_dict(protocol).replace(seed=seed)
     t = time.perf_counter()
-    r = train_arch(_arch(a), _DATA["d"], p, threads=1, final=True)
+    r = train_arch(_arch(a), _DATA["d"], p, threads=1, final=final)
     return {"arch": a["name"], "arch_id": a["arch_id"], "macro": a["macro"], "madds_m": a["madds_m"],
             "params": r.params, "protocol": proxy_from_dict(protocol).hash, "steps": steps, "seed": seed,
             "status": r.status, "val_top1": r.val_top1, "val_curve": [h["val_top1"] for h in r.history],
+            "val_loss": [h.get("val_loss") for h in r.history],
             "train_loss": [h["train_loss"] for h in r.history], "test_top1": r.test_top1,
             "wall_s": time.perf_counter() - t, "load": os.getloadavg()[0], "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "error": r.error}
@@ -66,13 +69,22 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=30, help="random in-band points (plus the in-band published variants)")
     ap.add_argument("--budget", type=float, default=300e6)
     ap.add_argument("--steps", type=int, default=512)
+    ap.add_argument("--protocol", default=None, help="a shipped protocol name or YAML, run as it is (default: the "
+                    "confirm protocol stretched to --steps, scored on the test split)")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--subset", type=int, default=0, help="only every k-th architecture, k = n / subset (0: all)")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     from nas.train import proxy_from_dict
 
-    prot = long_protocol(args.steps)
+    from nas.train import load_proxy
+
+    final = args.protocol is None
+    if final:
+        prot = long_protocol(args.steps)
+    else:
+        pp = load_proxy(args.protocol)
+        prot, args.steps = pp.to_dict(), pp.epochs * (pp.train_images // pp.batch_size)
     h = proxy_from_dict(prot).hash
     archs = in_band_archs(args.archs, args.budget)
     if args.subset:
@@ -87,7 +99,7 @@ def main() -> None:
         for _ in range(args.workers):
             j = next(it, None)
             if j is not None:
-                pending[pool.submit(run_job, j[0], prot, j[1], args.steps)] = j
+                pending[pool.submit(run_job, j[0], prot, j[1], args.steps, final)] = j
         while pending:
             fut = next(as_completed(pending))
             pending.pop(fut)
@@ -98,7 +110,7 @@ def main() -> None:
                   f"{row['wall_s']:.0f}s load {row['load']:.1f}", flush=True)
             j = next(it, None)
             if j is not None:
-                pending[pool.submit(run_job, j[0], prot, j[1], args.steps)] = j
+                pending[pool.submit(run_job, j[0], prot, j[1], args.steps, final)] = j
 
 
 if __name__ == "__main__":

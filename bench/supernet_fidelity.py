@@ -142,12 +142,8 @@ def summarize(rows: list[dict], ref_log: Path, d: Path) -> list[str]:
         if len(ids) < 3:
             return None
         x, z, y = (np.array([v[k] for k in ids]) for v in (a, b, refm))
-        rng = np.random.default_rng(0)
-        diffs = []
-        for _ in range(2000):
-            i = rng.integers(0, len(ids), len(ids))
-            diffs.append(S.kendall_tau(x[i], y[i]) - S.kendall_tau(z[i], y[i]))
-        lo, hi = np.nanquantile(diffs, [0.025, 0.975])
+        d = S.paired_tau_diff(x, z, y)
+        lo, hi = d.lo, d.hi
         return (f"  {name}: {S.kendall_tau(x, y) - S.kendall_tau(z, y):+.2f} [{lo:+.2f}, {hi:+.2f}] (paired "
                 f"bootstrap over the {len(ids)} architectures); mean val top-1 {np.mean(x):.1f}% vs {np.mean(z):.1f}%")
 

@@ -130,7 +130,8 @@ def test_trainer_learns_and_reports_each_epoch():
     r = train_arch(TINY, data, QUICK, report=seen.append, threads=1, final=True)
     assert r.status == "completed", r.error
     assert [m["epoch"] for m in seen] == [1, 2, 3]
-    assert set(seen[0]) == {"epoch", "train_loss", "val_top1", "images_per_s", "elapsed_s"}
+    assert set(seen[0]) == {"epoch", "train_loss", "val_top1", "val_loss", "images_per_s", "elapsed_s"}
+    assert all(m["val_loss"] > 0 for m in seen)
     assert seen[-1]["train_loss"] < seen[0]["train_loss"]
     assert r.val_top1 > 60.0  # chance is 25%
     assert r.test_top1 is not None and r.test_top1 > 60.0

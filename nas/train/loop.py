@@ -7,8 +7,8 @@ inputs are channels_last on every device; on CUDA the forward pass runs under bf
 
 The report contract (how Ray Tune, a progress bar or a test observe training without being imported):
 ``report(metrics)`` is called once per epoch with the keys ``epoch`` (1-based), ``train_loss``,
-``val_top1`` (percent), ``images_per_s`` (training throughput of that epoch) and ``elapsed_s`` (since the
-start of training). If it returns the string ``"stop"`` training ends at once with status
+``val_top1`` (percent), ``val_loss`` (mean cross-entropy), ``images_per_s`` (training throughput of that
+epoch) and ``elapsed_s`` (since the start of training). If it returns the string ``"stop"`` training ends at once with status
 ``"early_stopped"`` (the metrics reported so far stand); any other return value is ignored.
 """
 
@@ -142,17 +142,26 @@ def train_epoch(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, opt: t
     return float(loss_sum) / steps
 
 
-@torch.inference_mode()  # ~13% faster than no_grad on CPU for these networks (BENCHMARKS.md)
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedData, *, batch_size: int) -> float:
     """Top-1 (percent) of `model` on uint8 images `x` (normalised with `prep`'s statistics)."""
+    return evaluate_metrics(model, x, y, prep, batch_size=batch_size)[0]
+
+
+@torch.inference_mode()  # ~13% faster than no_grad on CPU for these networks (BENCHMARKS.md)
+def evaluate_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedData, *,
+                     batch_size: int) -> tuple[float, float]:
+    """(top-1 in percent, mean cross-entropy) of `model` on uint8 images `x` and labels `y`."""
     model.eval()
-    correct = 0
+    correct, loss = 0, 0.0
     for i in range(0, len(x), batch_size):
         xb = normalize(x[i:i + batch_size], prep)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
             logits = model(xb)
-        correct += int((logits.argmax(1) == y[i:i + batch_size]).sum())
-    return 100.0 * correct / max(1, len(x))
+        yb = y[i:i + batch_size]
+        correct += int((logits.argmax(1) == yb).sum())
+        loss += float(nn.functional.cross_entropy(logits.float(), yb, reduction="sum"))
+    n = max(1, len(x))
+    return 100.0 * correct / n, loss / n
 
 
 @contextmanager
@@ -271,8 +280,9 @@ def _train(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, report: Rep
         loss = train_epoch(model, prep, proxy, opt, crit, gen, epoch=epoch)
         dt = time.perf_counter() - t0
         train_time += dt
-        val = evaluate(model, prep.val_x, prep.val_y, prep, batch_size=2 * bs)
-        metrics = {"epoch": epoch, "train_loss": loss, "val_top1": val, "images_per_s": steps * bs / dt,
+        val, val_loss = evaluate_metrics(model, prep.val_x, prep.val_y, prep, batch_size=2 * bs)
+        metrics = {"epoch": epoch, "train_loss": loss, "val_top1": val, "val_loss": val_loss,
+                   "images_per_s": steps * bs / dt,
                    "elapsed_s": time.perf_counter() - t_start}
         result.history.append(metrics)
         result.epochs_run = epoch
