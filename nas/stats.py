@@ -143,19 +143,21 @@ def rank_agreement(x: Sequence[float], y: Sequence[float], *, resamples: int = 2
     xs, ys = xs[ok], ys[ok]
     n = len(xs)
     tau = kendall_tau(xs, ys)
+    lo, hi = _bootstrap_ci(lambda i: kendall_tau(xs[i], ys[i]), n, resamples=resamples, seed=seed, level=level)
+    return RankAgreement(tau, lo, hi, n)
+
+
+def _bootstrap_ci(stat, n: int, *, resamples: int, seed: int, level: float) -> tuple[float, float]:
+    """Percentile bootstrap interval of `stat(indices)` over `n` items resampled with replacement (NaN
+    resamples skipped; NaN bounds with fewer than 3 items or no finite resample)."""
     if n < 3:
-        return RankAgreement(tau, math.nan, math.nan, n)
+        return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    taus = []
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        t = kendall_tau(xs[idx], ys[idx])
-        if math.isfinite(t):
-            taus.append(t)
-    if not taus:
-        return RankAgreement(tau, math.nan, math.nan, n)
-    lo, hi = np.quantile(taus, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return RankAgreement(tau, float(lo), float(hi), n)
+    vals = [v for v in (stat(rng.integers(0, n, n)) for _ in range(resamples)) if math.isfinite(v)]
+    if not vals:
+        return math.nan, math.nan
+    lo, hi = np.quantile(vals, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
 
 
 def paired_tau_diff(a: Sequence[float], b: Sequence[float], ref: Sequence[float], *, resamples: int = 2000,
@@ -165,19 +167,9 @@ def paired_tau_diff(a: Sequence[float], b: Sequence[float], ref: Sequence[float]
     x, z, y = (np.asarray(v, dtype=float) for v in (a, b, ref))
     n = len(y)
     diff = kendall_tau(x, y) - kendall_tau(z, y)
-    if n < 3:
-        return RankAgreement(diff, math.nan, math.nan, n)
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(resamples):
-        i = rng.integers(0, n, n)
-        d = kendall_tau(x[i], y[i]) - kendall_tau(z[i], y[i])
-        if math.isfinite(d):
-            diffs.append(d)
-    if not diffs:
-        return RankAgreement(diff, math.nan, math.nan, n)
-    lo, hi = np.quantile(diffs, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return RankAgreement(diff, float(lo), float(hi), n)
+    lo, hi = _bootstrap_ci(lambda i: kendall_tau(x[i], y[i]) - kendall_tau(z[i], y[i]), n, resamples=resamples,
+                           seed=seed, level=level)
+    return RankAgreement(diff, lo, hi, n)
 
 
 def reading_of_tau(r: RankAgreement) -> str:
