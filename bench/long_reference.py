@@ -36,10 +36,7 @@ def long_protocol(steps: int) -> dict:
     """The confirm protocol stretched to `steps` optimizer steps (2 epochs), scored on the whole test split."""
     from nas.train import load_proxy
 
-    p = load_proxy("confirm")
-    per_epoch = steps // 2
-    # 2 epochs with warm-up over the first quarter of the steps, as the confirm protocol (1 epoch, 0.25)
-    return p.replace(epochs=2, train_images=per_epoch * p.batch_size, warmup_epochs=0.5, test_images=0).to_dict()
+    return load_proxy("confirm").stretched(steps).replace(test_images=0).to_dict()
 
 
 def run_job(a: dict, protocol: dict, seed: int, steps: int, final: bool = True) -> dict:
@@ -75,9 +72,7 @@ def main() -> None:
     ap.add_argument("--subset", type=int, default=0, help="only every k-th architecture, k = n / subset (0: all)")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    from nas.train import proxy_from_dict
-
-    from nas.train import load_proxy
+    from nas.train import load_proxy, proxy_from_dict
 
     final = args.protocol is None
     if final:

@@ -24,7 +24,8 @@ def _load() -> str:
 
 def profile(arch: str, batch: int, threads: int, steps: int, top: int) -> None:
     from torch import nn
-    from torch.profiler import ProfilerActivity, profile as tprofile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
 
     from nas.data import load_dataset
     from nas.train import load_proxy, train_step

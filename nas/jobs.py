@@ -14,6 +14,19 @@ from typing import Any
 
 KINDS = ("searched", "baseline")
 STAGES = ("search", "confirm")
+"""``search``; ``confirm``, the first confirm rung. Higher rungs of the ladder are ``confirm@<steps>``
+(`rung_stage`): the same architectures retrained for more optimizer steps (nas.search.ladder)."""
+RUNG_PREFIX = "confirm@"
+
+
+def rung_stage(steps: int) -> str:
+    """The stage name of a ladder rung above the first: ``confirm@512``."""
+    return f"{RUNG_PREFIX}{int(steps)}"
+
+
+def is_confirm_stage(stage: str) -> bool:
+    """Whether a stage retrains with paired seeds and scores the held-out split (any rung of the ladder)."""
+    return stage == "confirm" or (stage.startswith(RUNG_PREFIX) and stage[len(RUNG_PREFIX):].isdigit())
 
 
 def trial_id(number: int) -> str:
@@ -45,8 +58,8 @@ class TrialJob:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"job kind {self.kind!r} is not one of {KINDS}")
-        if self.stage not in STAGES:
-            raise ValueError(f"job stage {self.stage!r} is not one of {STAGES}")
+        if self.stage != "search" and not is_confirm_stage(self.stage):
+            raise ValueError(f"job stage {self.stage!r} is not one of {STAGES} or {RUNG_PREFIX}<steps>")
         if self.kind == "baseline" and not self.variant:
             raise ValueError("a baseline job names its variant")
         if not self.name:
@@ -81,4 +94,4 @@ class Resources:
         return dataclasses.asdict(self)
 
 
-__all__ = ["TrialJob", "Resources", "trial_id", "KINDS", "STAGES"]
+__all__ = ["TrialJob", "Resources", "trial_id", "KINDS", "STAGES", "RUNG_PREFIX", "rung_stage", "is_confirm_stage"]

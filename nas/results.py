@@ -36,7 +36,7 @@ _SCHEMA: dict[str, str] = {
     "published_top1": "float", "published_madds_m": "float",
     "config_path": "str", "rebuild_cmd": "str",
     "proxy_hash": "str", "dataset": "str", "started_at": "str", "finished_at": "str",
-    "test_top1": "float", "eval_set": "str",
+    "test_top1": "float", "eval_set": "str", "steps": "int",
 }
 TRIAL_COLUMNS: list[str] = list(_SCHEMA)
 """The fixed trial columns, in file order (knob columns are inserted after ``attention``)."""
@@ -49,11 +49,12 @@ TRAINED: tuple[str, ...] = ("completed", "early_stopped", "failed", "nan")
 KINDS: tuple[str, ...] = ("searched", "baseline")
 STAGES: tuple[str, ...] = ("search", "confirm")
 """``search``: the searched and baseline trials under the search protocol (one row per trial);
-``confirm``: the confirmation retrainings, one row per (trial, seed)."""
+``confirm``: the confirmation retrainings, one row per (trial, seed); ``confirm@<steps>``: a higher rung of the
+ladder (nas.search.ladder). ``steps`` is the optimizer steps of a row's protocol (0: a run from before)."""
 PARETO_EXTRA = "gain_vs_published"
 """pareto.csv's extra column: val top-1 minus the best published *architecture* at <= MAdds, both
 trained under the same search protocol (not the published paper numbers)."""
-_INT_DEFAULTS = {"number": -1, "epochs_done": 0, "seed": 0}
+_INT_DEFAULTS = {"number": -1, "epochs_done": 0, "seed": 0, "steps": 0}
 _STR_DEFAULTS = {"val_curve": "[]", "kind": "searched", "status": "running", "stage": "search"}
 
 RUN_FILE = "run.yaml"

@@ -3,12 +3,16 @@ interval), each candidate against the best published variant at equal or lower M
 over seeds with its interval and a verdict), Pareto dominance claims, and the trust meter (how well the
 search stage ranked the confirmed set, and the seed noise floor). torch-free; pandas and scipy only.
 
-Only ``stage == "confirm"`` rows count as confirmed; their accuracy is `test_top1` (the held-out split,
-which no search decision reads), or `val_top1` where a run had no test split (`eval_set` says which).
+Only rows of a confirm rung count as confirmed: ``confirm`` (the first rung) or ``confirm@<steps>`` (a
+higher rung of the ladder, nas.search.ladder); their accuracy is `test_top1` (the held-out split, which no
+search decision reads), or `val_top1` where a run had no test split (`eval_set` says which). Every function
+takes the rung it reads (`stage`); `compute_confirmation` reads the top rung, the one whose verdicts a run
+prints, and gives each verdict its trend: the same pair's paired difference at every rung below.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,13 +26,43 @@ if TYPE_CHECKING:
 CONFIRMED_COLUMNS = ["trial", "kind", "family", "macro", "madds_m", "params_m", "search_top1", "mean", "sd", "n",
                      "lo", "hi", "eval_set", "seeds"]
 VERDICT_COLUMNS = ["trial", "family", "madds_m", "mean", "reference", "reference_madds_m", "reference_mean",
-                   "diff", "diff_lo", "diff_hi", "n", "verdict", "headline"]
+                   "diff", "diff_lo", "diff_hi", "n", "verdict", "headline", "stage", "steps", "trend", "rungs"]
+FIRST_RUNG = "confirm"
+TRENDS = ("holds", "shrinks", "reverses", "unresolved")
 
 
-def _confirm_rows(df: pd.DataFrame) -> pd.DataFrame:
+def rung_stages(df: pd.DataFrame) -> list[str]:
+    """The confirm rungs a run has rows for, shortest training first (the first rung, then confirm@<steps>)."""
+    from nas.jobs import is_confirm_stage
+
+    if "stage" not in df.columns:
+        return []
+    present = [s for s in df["stage"].astype(str).unique() if is_confirm_stage(s)]
+    return sorted(present, key=lambda s: (s != FIRST_RUNG, stage_steps(df, s)))
+
+
+def stage_steps(df: pd.DataFrame, stage: str) -> int:
+    """Optimizer steps of a rung's protocol, from its rows (0 where a run predates the `steps` column)."""
+    from nas.jobs import RUNG_PREFIX
+
+    if stage.startswith(RUNG_PREFIX):
+        return int(stage[len(RUNG_PREFIX):])
+    if "steps" not in df.columns:
+        return 0
+    s = df.loc[df["stage"] == stage, "steps"]
+    return int(s.max()) if len(s) and s.notna().any() else 0
+
+
+def top_stage(df: pd.DataFrame) -> str:
+    """The rung whose verdicts a run prints: the longest training with rows (the first rung when alone)."""
+    stages = rung_stages(df)
+    return stages[-1] if stages else FIRST_RUNG
+
+
+def _confirm_rows(df: pd.DataFrame, stage: str = FIRST_RUNG) -> pd.DataFrame:
     if "stage" not in df.columns:
         return df.iloc[0:0]
-    c = df[(df["stage"] == "confirm") & df["status"].isin(R.FINISHED_OK)].copy()
+    c = df[(df["stage"] == stage) & df["status"].isin(R.FINISHED_OK)].copy()
     test = c["test_top1"] if "test_top1" in c.columns else None
     c["acc"] = test.where(test.notna(), c["val_top1"]) if test is not None else c["val_top1"]
     return c[c["acc"].notna()]
@@ -44,20 +78,20 @@ def macro_of(row: Any) -> str:
     return "mobile_former" if "former" in fam or fam.endswith("mf") else "mobilevit"
 
 
-def seed_accuracies(df: pd.DataFrame) -> dict[str, dict[int, float]]:
-    """trial -> {seed: confirmed accuracy}."""
+def seed_accuracies(df: pd.DataFrame, stage: str = FIRST_RUNG) -> dict[str, dict[int, float]]:
+    """trial -> {seed: confirmed accuracy} at rung `stage`."""
     out: dict[str, dict[int, float]] = {}
-    for r in _confirm_rows(df).to_dict("records"):
+    for r in _confirm_rows(df, stage).to_dict("records"):
         out.setdefault(str(r["trial"]), {})[int(r["seed"])] = float(r["acc"])
     return out
 
 
-def confirmed_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per confirmed architecture: its confirmed mean, SD, n and 95% t interval, next to its
-    search-stage accuracy."""
+def confirmed_table(df: pd.DataFrame, stage: str = FIRST_RUNG) -> pd.DataFrame:
+    """One row per architecture confirmed at rung `stage`: its confirmed mean, SD, n and 95% t interval, next
+    to its search-stage accuracy."""
     import pandas as pd
 
-    c = _confirm_rows(df)
+    c = _confirm_rows(df, stage)
     search = R.search_stage(df).drop_duplicates("trial", keep="last").set_index("trial")
     rows = []
     for trial, g in c.groupby("trial", sort=False):
@@ -75,10 +109,11 @@ def confirmed_table(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["madds_m", "trial"], kind="stable").reset_index(drop=True)
 
 
-def _measured(df: pd.DataFrame, table: pd.DataFrame | None, accs: dict[str, dict[int, float]] | None
-              ) -> tuple[pd.DataFrame, dict[str, dict[int, float]]]:
-    """The confirmed table and per-seed accuracies of `df`, unless the caller already has them."""
-    return (confirmed_table(df) if table is None else table), (seed_accuracies(df) if accs is None else accs)
+def _measured(df: pd.DataFrame, table: pd.DataFrame | None, accs: dict[str, dict[int, float]] | None,
+              stage: str = FIRST_RUNG) -> tuple[pd.DataFrame, dict[str, dict[int, float]]]:
+    """The confirmed table and per-seed accuracies of `df` at `stage`, unless the caller already has them."""
+    return ((confirmed_table(df, stage) if table is None else table),
+            (seed_accuracies(df, stage) if accs is None else accs))
 
 
 def base_seeds(accs: dict[str, dict[int, float]]) -> list[int]:
@@ -89,21 +124,21 @@ def base_seeds(accs: dict[str, dict[int, float]]) -> list[int]:
     return sorted(set.intersection(*sets)) if sets else []
 
 
-def _mean_on(acc: dict[int, float], seeds: list[int]) -> float:
+def mean_on(acc: dict[int, float], seeds: list[int]) -> float:
     """The mean of `acc` over `seeds` (over all its seeds when there are no base seeds)."""
     vals = [acc[s] for s in seeds if s in acc] if seeds else list(acc.values())
     return sum(vals) / len(vals) if vals else math.nan
 
 
 def verdict_table(df: pd.DataFrame, *, table: pd.DataFrame | None = None,
-                  accs: dict[str, dict[int, float]] | None = None) -> pd.DataFrame:
+                  accs: dict[str, dict[int, float]] | None = None, stage: str = FIRST_RUNG) -> pd.DataFrame:
     """Each confirmed searched candidate against the best published variant at equal or lower MAdds (best by
     the mean over the base seeds): the paired difference over every shared seed, its 95% interval and the
     verdict. `headline` marks the verdict the run leads with: the candidate with the highest mean over the
     base seeds among those with a reference."""
     import pandas as pd
 
-    table, accs = _measured(df, table, accs)
+    table, accs = _measured(df, table, accs, stage)
     first = base_seeds(accs)
     base = table[table["kind"] == "baseline"]
     rows = []
@@ -112,9 +147,10 @@ def verdict_table(df: pd.DataFrame, *, table: pd.DataFrame | None = None,
         row = {"trial": r["trial"], "family": r["family"], "madds_m": r["madds_m"], "mean": r["mean"],
                "reference": "", "reference_madds_m": math.nan, "reference_mean": math.nan, "diff": math.nan,
                "diff_lo": math.nan, "diff_hi": math.nan, "n": 0,
-               "verdict": "no published variant at <= MAdds confirmed", "headline": False}
+               "verdict": "no published variant at <= MAdds confirmed", "headline": False, "stage": stage,
+               "steps": stage_steps(df, stage), "trend": "", "rungs": ""}
         if len(cand):
-            ref = max(cand.to_dict("records"), key=lambda b: _mean_on(accs[b["trial"]], first))
+            ref = max(cand.to_dict("records"), key=lambda b: mean_on(accs[b["trial"]], first))
             d = S.paired_diff(accs[r["trial"]], accs[ref["trial"]])
             row.update(reference=ref["trial"], reference_madds_m=float(ref["madds_m"]),
                        reference_mean=float(ref["mean"]), diff=d.mean, diff_lo=d.lo, diff_hi=d.hi, n=d.n,
@@ -123,7 +159,7 @@ def verdict_table(df: pd.DataFrame, *, table: pd.DataFrame | None = None,
     out = pd.DataFrame(rows, columns=VERDICT_COLUMNS)
     with_ref = [i for i, r in enumerate(rows) if r["reference"]]
     if with_ref:
-        best = max(with_ref, key=lambda i: _mean_on(accs[rows[i]["trial"]], first))
+        best = max(with_ref, key=lambda i: mean_on(accs[rows[i]["trial"]], first))
         out.loc[best, "headline"] = True
     return out.astype({"headline": bool})
 
@@ -156,9 +192,9 @@ class Dominance:
 
 
 def dominance_claims(df: pd.DataFrame, *, table: pd.DataFrame | None = None,
-                     accs: dict[str, dict[int, float]] | None = None) -> list[Dominance]:
-    """Every confirmed searched candidate that dominates a confirmed published variant."""
-    table, accs = _measured(df, table, accs)
+                     accs: dict[str, dict[int, float]] | None = None, stage: str = FIRST_RUNG) -> list[Dominance]:
+    """Every confirmed searched candidate that dominates a confirmed published variant (at rung `stage`)."""
+    table, accs = _measured(df, table, accs, stage)
     out = []
     for a in table[table["kind"] == "searched"].to_dict("records"):
         for b in table[table["kind"] == "baseline"].to_dict("records"):
@@ -182,8 +218,8 @@ class Trust:
 
 
 def trust_meter(df: pd.DataFrame, *, resamples: int = 2000, table: pd.DataFrame | None = None,
-                accs: dict[str, dict[int, float]] | None = None) -> Trust:
-    table, accs = _measured(df, table, accs)
+                accs: dict[str, dict[int, float]] | None = None, stage: str = FIRST_RUNG) -> Trust:
+    table, accs = _measured(df, table, accs, stage)
     rank = S.rank_agreement(table["search_top1"].tolist(), table["mean"].tolist(), resamples=resamples)
     groups = [list(v.values()) for v in accs.values()]
     sd, dof = S.pooled_sd(groups)
@@ -200,6 +236,9 @@ class Confirmation:
     verdicts: pd.DataFrame
     dominance: list[Dominance]
     trust: Trust
+    stage: str = FIRST_RUNG  # the rung all of the above is measured at (the top rung)
+    steps: int = 0  # its optimizer steps (0: unknown, a run from before the ladder)
+    rungs: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # every rung, shortest first
 
     @property
     def headline(self) -> dict[str, Any] | None:
@@ -210,15 +249,79 @@ class Confirmation:
         return not len(self.table)
 
 
-def compute_confirmation(df: pd.DataFrame) -> Confirmation:
-    table, accs = confirmed_table(df), seed_accuracies(df)  # once, for all four parts
-    return Confirmation(table, verdict_table(df, table=table, accs=accs), dominance_claims(df, table=table, accs=accs),
-                        trust_meter(df, table=table, accs=accs))
+def trend_of(first: S.PairedDiff, top: S.PairedDiff) -> str:
+    """The one-word reading of a verdict across the ladder, from its first rung's paired difference to its
+    top rung's: ``reverses`` (opposite sign and the top interval excludes 0), ``shrinks`` (same sign, the
+    top-rung difference under half the first rung's), ``holds`` (same sign, the top interval excludes 0),
+    else ``unresolved``."""
+    if not (math.isfinite(first.mean) and math.isfinite(top.mean)):
+        return "unresolved"
+    excludes0 = math.isfinite(top.lo) and math.isfinite(top.hi) and (top.lo > 0 or top.hi < 0)
+    same = (first.mean > 0) == (top.mean > 0)
+    if not same and excludes0:
+        return "reverses"
+    if same and abs(top.mean) < 0.5 * abs(first.mean):
+        return "shrinks"
+    if same and excludes0:
+        return "holds"
+    return "unresolved"
+
+
+LADDER_COLUMNS = ["trial", "reference", "stage", "steps", "diff", "diff_lo", "diff_hi", "n"]
+
+
+def ladder_rows(df: pd.DataFrame, verdicts: pd.DataFrame, stage: str | None = None) -> pd.DataFrame:
+    """Each verdict pair of `verdicts` (candidate, reference) at every rung up to `stage` (default: the top)
+    where both were trained: the paired difference with its 95% interval and n (the "does it hold?" chart)."""
+    import pandas as pd
+
+    stages = rung_stages(df)
+    stage = stage or (stages[-1] if stages else FIRST_RUNG)
+    upto = stages[: stages.index(stage) + 1] if stage in stages else [stage]
+    accs = {s: seed_accuracies(df, s) for s in upto}
+    rows = []
+    for r in verdicts.to_dict("records"):
+        if not r["reference"]:
+            continue
+        for s in upto:
+            if r["trial"] in accs[s] and r["reference"] in accs[s]:
+                d = S.paired_diff(accs[s][r["trial"]], accs[s][r["reference"]])
+                rows.append({"trial": r["trial"], "reference": r["reference"], "stage": s,
+                             "steps": stage_steps(df, s), "diff": d.mean, "diff_lo": d.lo, "diff_hi": d.hi, "n": d.n})
+    return pd.DataFrame(rows, columns=LADDER_COLUMNS)
+
+
+def with_trends(df: pd.DataFrame, verdicts: pd.DataFrame, stage: str) -> pd.DataFrame:
+    """`verdicts` (at rung `stage`) with each pair's paired difference at every rung up to `stage`
+    (`rungs`: "128: +6.92 [+4.45, +9.39] n=13; 512: +1.73 [+1.17, +2.28] n=4") and its `trend`."""
+    lad = ladder_rows(df, verdicts, stage)
+    out = verdicts.copy()
+    for i, r in out.iterrows():
+        pair = lad[(lad["trial"] == r["trial"]) & (lad["reference"] == r["reference"])].to_dict("records")
+        if not r["reference"] or not pair:
+            continue
+        diffs = [S.PairedDiff(p["diff"], p["diff_lo"], p["diff_hi"], int(p["n"]), math.nan) for p in pair]
+        out.at[i, "rungs"] = "; ".join(f"{p['steps'] or p['stage']}: {p['diff']:+.2f} [{p['diff_lo']:+.2f}, "
+                                       f"{p['diff_hi']:+.2f}] n={p['n']}" for p in pair)
+        out.at[i, "trend"] = trend_of(diffs[0], diffs[-1]) if len(diffs) >= 2 else "one rung"
+    return out
+
+
+def compute_confirmation(df: pd.DataFrame, stage: str | None = None) -> Confirmation:
+    """What a run says at rung `stage` (default: its top rung), each verdict with its trend."""
+    stage = top_stage(df) if stage is None else stage
+    table, accs = confirmed_table(df, stage), seed_accuracies(df, stage)  # once, for all four parts
+    verdicts = with_trends(df, verdict_table(df, table=table, accs=accs, stage=stage), stage)
+    # the trust meter reads the first rung: every confirmed architecture is there, the top rung has a few
+    trust = trust_meter(df) if stage != FIRST_RUNG else trust_meter(df, table=table, accs=accs)
+    return Confirmation(table, verdicts, dominance_claims(df, table=table, accs=accs, stage=stage),
+                        trust, stage=stage, steps=stage_steps(df, stage),
+                        rungs=[(s, stage_steps(df, s)) for s in rung_stages(df)])
 
 
 def mark_front(front: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
-    """pareto.csv's confirmation columns: whether each front row was confirmed, and its confirmed mean and
-    95% interval with n (NaN/False where it was not)."""
+    """pareto.csv's confirmation columns: whether each front row was confirmed (at the first rung, where every
+    candidate is), and its confirmed mean and 95% interval with n (NaN/False where it was not)."""
     table = confirmed_table(df).set_index("trial")
     out = front.copy()
     hit = out["trial"].astype(str).isin(table.index)
@@ -230,4 +333,5 @@ def mark_front(front: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
 
 __all__ = ["CONFIRMED_COLUMNS", "VERDICT_COLUMNS", "Confirmation", "Dominance", "Trust", "compute_confirmation",
            "confirmed_table", "verdict_table", "headline", "half_width", "base_seeds", "dominance_claims", "trust_meter",
-           "seed_accuracies", "mark_front", "macro_of"]
+           "seed_accuracies", "mark_front", "macro_of", "mean_on", "rung_stages", "stage_steps", "top_stage",
+           "trend_of", "with_trends", "ladder_rows", "FIRST_RUNG", "TRENDS", "LADDER_COLUMNS"]

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from nas.cli import main
 from nas.errors import RunError
@@ -291,7 +292,8 @@ def test_confirm_stage_kill_resume_and_extend(work):
     run = work / "results" / "conf"
     cmd = [*NAS, "search", "--budget", "3M", "--space", TINY, "--proxy", str(work / "proxy.yaml"), "--results",
            str(work / "results"), "--max-concurrent", "1", "--trials", "2", "--name", "conf", "--no-early-stop",
-           "--confirm-top", "2", "--confirm-seeds", "2", "--confirm-protocol", str(work / "confirm.yaml")]
+           "--confirm-top", "2", "--confirm-seeds", "2", "--confirm-protocol", str(work / "confirm.yaml"),
+           "--top-steps", "0"]
     df = _kill_once(cmd, run, lambda df: ((df["stage"] == "confirm") & (df["status"] == "completed")).any())
     before = df[(df["stage"] == "confirm") & (df["status"] == "completed")]
     r = subprocess.run([*NAS, "search", "--resume", str(run)], env=ENV, capture_output=True, text=True, timeout=300)
@@ -365,7 +367,8 @@ def _headline_setup(tmp_path: Path) -> list[str]:
                                            "test_images: 500\nbatch_size: 32\nlr: 0.004\n")
     return [*NAS, "search", "--budget", "50M", "--space", str(tmp_path / "mf.yaml"), "--proxy",
             str(tmp_path / "proxy.yaml"), "--results", str(tmp_path / "results"), "--trials", "2", "--no-early-stop",
-            "--confirm-top", "2", "--confirm-seeds", "2", "--confirm-protocol", str(tmp_path / "confirm.yaml")]
+            "--confirm-top", "2", "--confirm-seeds", "2", "--confirm-protocol", str(tmp_path / "confirm.yaml"),
+            "--top-steps", "0"]
 
 
 @pytest.mark.slow
@@ -437,3 +440,41 @@ def test_headline_verdict_gets_its_planned_paired_seeds(tmp_path):
     got = seeds(run)
     assert {t: s for t, s in got.items() if t in pair} == {t: [0, 1, 2, 3, 4] for t in pair}
     assert all(s == [0, 1] for t, s in got.items() if t not in pair)
+
+
+@pytest.mark.slow
+def test_ladder_top_rung_carries_the_verdict_and_climbs_further(tmp_path):
+    """The first rung (32 steps here) picks the pair; the top rung (--top-steps 128) retrains the headline
+    candidate and its two best published references with paired seeds, and the verdicts printed and written
+    are that rung's, each with its trend. `nas confirm RUN --steps 192` adds a rung and trains only it; a
+    SIGKILL during that rung, then `--resume`-like `nas confirm` again, keeps every finished job."""
+    run = tmp_path / "results" / "ladder"
+    cmd = [*_headline_setup(tmp_path), "--name", "ladder", "--top-steps", "128", "--top-seeds", "2"]
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    df = _trials(run)
+    top = df[df["stage"] == "confirm@128"]
+    first = df[df["stage"] == "confirm"]
+    assert len(top) and top["status"].eq("completed").all() and top["test_top1"].notna().all()
+    assert set(top["steps"]) == {128} and set(first["steps"]) == {32} and set(top["seed"]) == {0, 1}
+    v = pd.read_csv(run / "verdicts.csv")
+    head = v[v["headline"]].iloc[0]
+    assert head["steps"] == 128 and head["stage"] == "confirm@128" and head["n"] == 2
+    assert head["trend"] in ("holds", "shrinks", "reverses", "unresolved")
+    assert head["rungs"].startswith("32: ") and "; 128: " in head["rungs"]
+    assert {head["trial"], head["reference"]} <= set(top["trial"])
+    assert "after 128 training steps at 16 px" in r.stdout and f"trend {head['trend'].upper()}" in r.stdout
+    stages = yaml.safe_load((run / "run.yaml").read_text())["confirm"]["stages"]
+    assert [s["stage"] for s in stages] == ["confirm", "confirm@128"] and stages[1]["steps"] == 128
+    # climbing further: a 192-step rung, only its jobs trained, every finished row kept
+    before = _trials(run).set_index(["trial", "stage", "seed"])["finished_at"]
+    r = subprocess.run([*NAS, "confirm", str(run), "--confirm-top", "2", "--confirm-seeds", "2", "--steps", "192",
+                        "--top-seeds", "2"], env=ENV, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    after = _trials(run)
+    assert not after.duplicated(["trial", "stage", "seed"]).any()
+    assert after.set_index(["trial", "stage", "seed"])["finished_at"].loc[before.index].equals(before)
+    assert set(after["stage"]) == {"search", "confirm", "confirm@128", "confirm@192"}
+    v = pd.read_csv(run / "verdicts.csv")
+    assert set(v["steps"]) == {192} and "after 192 training steps" in r.stdout
+    assert v[v["headline"]].iloc[0]["rungs"].count(";") == 2  # 32, 128 and 192 steps

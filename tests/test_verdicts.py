@@ -154,3 +154,15 @@ def test_old_run_folders_load_as_search_stage(tmp_path):
     (tmp_path / "run.yaml").write_text("name: old\n")
     df = R.read_trials(tmp_path)
     assert df.loc[0, "stage"] == "search" and df.loc[0, "seed"] == 0 and len(R.compute_pareto(df)) == 1
+
+
+def test_trend_reads_the_same_pair_across_rungs():
+    from nas.stats import PairedDiff
+    from nas.verdicts import trend_of
+
+    first = PairedDiff(9.9, 1.85, 17.93, 5, 6.5)
+    assert trend_of(first, PairedDiff(1.73, 1.17, 2.28, 4, 0.35)) == "shrinks"  # the issue's own example
+    assert trend_of(first, PairedDiff(8.0, 6.0, 10.0, 4, 1.0)) == "holds"
+    assert trend_of(first, PairedDiff(-2.0, -3.0, -1.0, 4, 0.6)) == "reverses"
+    assert trend_of(first, PairedDiff(6.0, -1.0, 13.0, 4, 4.0)) == "unresolved"
+    assert trend_of(PairedDiff(-4.0, -6.0, -2.0, 3, 1.0), PairedDiff(-3.5, -4.0, -3.0, 3, 0.3)) == "holds"

@@ -692,3 +692,50 @@ def test_dashboard_of_a_confirmation_with_nothing_finished(tmp_path):
     text = viz.write_dashboard(d).read_text()
     assert "no architecture has finished its confirmation yet" in text and "no architecture confirmed yet" in text
     assert "confirm retraining OOM" in text
+
+
+def laddered_frame() -> pd.DataFrame:
+    """confirmed_frame plus a 512-step rung (stage confirm@512) of c_top, c_mid and both baselines, 3 seeds:
+    by hand, c_top leads c_mid there and its gain over b_small shrinks from +3.6 to under +1."""
+    rows = confirmed_frame().to_dict("records")
+    for r in rows:
+        if r["stage"] == "confirm":
+            r["steps"] = 128
+    top = {"b_small": [80.0, 80.2, 80.1], "b_big": [81.0, 81.1, 80.9], "c_mid": [80.4, 80.5, 80.6],
+           "c_top": [80.8, 80.9, 80.9]}
+    fam = {"b_small": "Mobile-Former", "b_big": "MobileViT-v2", "c_mid": "hybrid-MF", "c_top": "hybrid-MF"}
+    madds = {"b_small": 150.0, "b_big": 290.0, "c_mid": 200.0, "c_top": 280.0}
+    for t, accs in top.items():
+        for seed, a in enumerate(accs):
+            rows.append(R.make_row(trial=t, name=t, kind="baseline" if t.startswith("b_") else "searched",
+                                   madds_m=madds[t], family=fam[t], params_m=1.0, arch_id=t, stage="confirm@512",
+                                   seed=seed, status="completed", val_top1=60.0, test_top1=a, eval_set="test",
+                                   steps=512, val_curve="[70.0, 79.0]"))
+    return R.normalize_trials(pd.DataFrame(rows))
+
+
+def test_the_top_rung_carries_the_verdicts_with_their_trend(tmp_path):
+    from nas.search.ladder import rung_trials
+    from nas.verdicts import compute_confirmation, ladder_rows
+
+    df = laddered_frame()
+    conf = compute_confirmation(df)
+    assert conf.stage == "confirm@512" and conf.steps == 512 and [s for s, _ in conf.rungs] == ["confirm", "confirm@512"]
+    v = conf.verdicts.set_index("trial")
+    assert set(v.index) == {"c_mid", "c_top"} and (v["steps"] == 512).all()
+    assert v.loc["c_top", "reference"] == "b_small" and bool(v.loc["c_top", "headline"])
+    # c_top - b_small: +3.6 at 128 steps (noisy), +0.77 at 512: under half, same sign
+    assert v.loc["c_top", "trend"] == "shrinks" and v.loc["c_top", "rungs"].startswith("128: +3.60")
+    lad = ladder_rows(df, conf.verdicts)
+    assert sorted(lad[lad["trial"] == "c_top"]["steps"]) == [128, 512]
+    # the first rung's choice of what the top rung retrains: the headline (c_top), no other family among the
+    # confirmed searched ones with a reference... c_low is the other family (hybrid-ViT) but has no baseline
+    # at <= its MAdds, so only c_top's two best references come with it
+    picks = rung_trials(df)
+    assert picks[0] == "c_top" and "b_small" in picks and "c_low" in picks
+    # the dashboard draws the ladder and the pair's curves
+    figs = viz.build_figures(R.Run(path=tmp_path, config={"name": "ladder"}, trials=df,
+                                   pareto=R.compute_pareto(df)), confirmation=conf)
+    assert "ladder" in figs and "pair_curves" in figs
+    ys = sorted(round(float(y), 2) for tr in figs["ladder"].data for y in tr.y)
+    assert 0.77 in ys and 3.6 in ys

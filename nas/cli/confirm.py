@@ -4,12 +4,15 @@ and the band's published variants under the confirm protocol with paired seeds, 
 Seeds and candidates already confirmed are kept, never retrained: `--confirm-seeds 5` on a run confirmed
 with 3 trains seeds 3 and 4 only; `--confirm-max-seeds 24` lets the headline pair (best candidate and its
 published reference) have up to 24 seeds if its planned interval within `--confirm-width` needs them; a
-run killed during confirmation continues where it stopped.
+run killed during confirmation continues where it stopped. `--steps N` (or `--top-steps N`) climbs the ladder:
+the headline pair, the other family's best and their references retrained for N optimizer steps, with only
+the missing jobs trained; the verdicts printed are that rung's, each with its trend.
 
 examples:
   nas confirm results/budget300M-20261201-120000
   nas confirm results/mf300 --confirm-top 5 --confirm-seeds 5
   nas confirm results/mf300 --confirm-width 1 --confirm-max-seeds 24
+  nas confirm results/mf300 --steps 2048            # a longer top rung on a finished run
 """
 
 from __future__ import annotations
@@ -27,7 +30,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.cli.search import command_line, confirm_options, confirm_stage, confirmation_lines
+    from nas.cli.search import (
+        command_line,
+        confirm_options,
+        confirm_stage,
+        confirmation_lines,
+        run_resolution,
+    )
     from nas.search import SearchOptions, plan_search
     from nas.verdicts import compute_confirmation
 
@@ -36,8 +45,12 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_search(SearchOptions(resume=args.run_dir, gpus_per_trial=args.gpus_per_trial,
                                      cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
                                      address=args.address), command=command_line())
+    if args.top_steps is None:  # the run's own ladder (run.yaml), unless --steps climbs it
+        import dataclasses
+
+        copts = dataclasses.replace(copts, top_steps=plan.opts.top_steps)
     out = confirm_stage(plan, copts, dashboard=plan.run_dir / "dashboard.html", started=started)
-    for line in confirmation_lines(compute_confirmation(out.trials)):
+    for line in confirmation_lines(compute_confirmation(out.trials), run_resolution(plan.run_dir)):
         print(line)
     if out.interrupted:
         print(f"\ninterrupted: continue with `nas confirm {plan.run_dir}`")

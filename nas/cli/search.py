@@ -82,6 +82,7 @@ def add_confirm_arguments(p: argparse.ArgumentParser) -> None:
         DEFAULT_TOP_K,
         DEFAULT_WIDTH,
     )
+    from nas.search.plan import DEFAULT_TOP_SEEDS
 
     p.add_argument("--confirm-top", type=int, default=DEFAULT_TOP_K, metavar="K",
                    help=f"candidates of the search front to confirm (default {DEFAULT_TOP_K})")
@@ -96,6 +97,13 @@ def add_confirm_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET_S / 60, metavar="MIN",
                    help="the headline pair gets no more seeds than fit this command's wall time, planned from "
                         f"its first jobs' times (default {DEFAULT_TIME_BUDGET_S / 60:g}; 0: no bound)")
+    p.add_argument("--top-steps", "--steps", dest="top_steps", type=int, default=None, metavar="N",
+                   help="the ladder's top rung: retrain the headline candidate, the other family's best and the "
+                        "published variants that could be the best reference for N optimizer steps with paired "
+                        "seeds; its verdicts are the ones printed (default: 4x the first rung's steps, at least "
+                        "512; 0: no top rung). On a finished run, `nas confirm RUN --steps N` adds a rung")
+    p.add_argument("--top-seeds", type=int, default=DEFAULT_TOP_SEEDS, metavar="N",
+                   help=f"paired seeds of each architecture at the top rung (default {DEFAULT_TOP_SEEDS})")
     p.add_argument("--confirm-protocol", metavar="PATH|NAME",
                    help="confirm protocol YAML or shipped name (default: the shipped confirm protocol)")
     p.add_argument("--no-confirm", dest="confirm", action="store_false",
@@ -117,7 +125,8 @@ def plan_confirm_options(plan: Any):
     o = plan.opts
     return (ConfirmOptions(top_k=o.confirm_top, seeds=o.confirm_seeds, protocol=o.confirm_protocol,
                            width=o.confirm_width, max_seeds=o.confirm_max_seeds,
-                           time_budget_s=60 * o.time_budget_min) if o.confirm else None)
+                           time_budget_s=60 * o.time_budget_min, top_steps=o.top_steps,
+                           top_seeds=o.top_seeds) if o.confirm else None)
 
 
 def confirm_options(args: argparse.Namespace):
@@ -125,7 +134,7 @@ def confirm_options(args: argparse.Namespace):
 
     o = ConfirmOptions(top_k=args.confirm_top, seeds=args.confirm_seeds, protocol=args.confirm_protocol,
                        width=args.confirm_width, max_seeds=args.confirm_max_seeds,
-                       time_budget_s=60 * args.time_budget)
+                       time_budget_s=60 * args.time_budget, top_steps=args.top_steps, top_seeds=args.top_seeds)
     o.check()
     return o
 
@@ -146,18 +155,22 @@ def run(args: argparse.Namespace) -> int:
                          confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds,
                          confirm_protocol=args.confirm_protocol, confirm_width=args.confirm_width,
                          confirm_max_seeds=args.confirm_max_seeds, time_budget_min=args.time_budget,
+                         top_steps=args.top_steps, top_seeds=args.top_seeds,
                          strategy=args.strategy, supernet=args.supernet)
     confirm_options(args)  # checked before anything starts
     plan = plan_search(opts, command=command_line())
     copts = plan_confirm_options(plan)
     if args.dry_run:
         from nas.search.confirm import load_confirm_protocol
+        from nas.search.ladder import TYPICAL_TOP_ARCHS, top_steps
 
         cproxy = load_confirm_protocol(plan, copts) if copts else None
         n_confirm = (copts.top_k + len(plan.baselines)) * copts.seeds if copts else 0
         extra = copts.extra_jobs if copts and plan.baselines else 0
-        for line in format_dry_run(dry_run(plan, confirm_jobs=n_confirm, confirm_proxy=cproxy, headline_jobs=extra),
-                                   copts):
+        top = top_steps(cproxy.steps, copts.top_steps) if copts and plan.baselines else 0
+        for line in format_dry_run(dry_run(plan, confirm_jobs=n_confirm, confirm_proxy=cproxy, headline_jobs=extra,
+                                           top_jobs=TYPICAL_TOP_ARCHS * copts.top_seeds if top else 0,
+                                           top_proxy=cproxy.stretched(top) if top else None), copts):
             print(line)
         return 0
     extra = (copts.top_k + len(plan.baselines)) * copts.seeds if copts else 0
@@ -280,6 +293,10 @@ def format_dry_run(dr: Any, copts: Any = None) -> list[str]:
             fit = f" and what fits --time-budget {copts.time_budget_s / 60:g} min" if copts.time_budget_s else ""
             out.append(f"  then the headline verdict: the paired seeds a +-{copts.width:g}-point interval needs, at most "
                        f"{copts.max_seeds}{fit}: up to {dr.headline.jobs} more jobs, ~{fmt_s(dr.headline.wall_s)}")
+    if dr.top is not None:
+        out.append(f"top rung of the ladder: {dr.top_steps} training steps (the verdicts printed are this rung's), "
+                   f"~{dr.top.jobs // max(1, copts.top_seeds)} architectures x {copts.top_seeds} paired seeds")
+        out.append(f"  ~{dr.top.job_s:.0f} s per job, ~{dr.top.jobs} jobs: ~{fmt_s(dr.top.wall_s)}")
     out.append(f"resources: {r.max_concurrent} concurrent x {r.cpus_per_trial} CPU (+{r.gpus_per_trial:g} GPU) per job")
     most = dr.max_wall_s if not (copts and copts.time_budget_s) else max(dr.est_wall_s, min(dr.max_wall_s,
                                                                                          copts.time_budget_s))
@@ -312,7 +329,7 @@ def summary_lines(out: Any) -> list[str]:
              f"budget screen; {stages}{rate}" + ("  (interrupted)" if out.interrupted else "")]
     conf = V.compute_confirmation(df)
     if not conf.empty:
-        lines += confirmation_lines(conf)
+        lines += confirmation_lines(conf, run_resolution(out.run_dir))
     else:
         lines.append("NOT CONFIRMED: the numbers below are single short search-stage runs on the validation split "
                      "(seed-to-seed they move by several points); run `nas confirm " + str(out.run_dir) + "`")
@@ -336,27 +353,51 @@ def summary_lines(out: Any) -> list[str]:
     return lines
 
 
-def confirmation_lines(conf: Any) -> list[str]:
+def run_resolution(run_dir: Any) -> int | None:
+    """The px a run's confirmation trained at (its confirm.yaml), for the summary's words."""
+    from pathlib import Path
+
+    from nas.config import load_yaml
+
+    f = Path(run_dir) / "confirm.yaml"
+    try:
+        return int(load_yaml(f)["resolution"]) if f.is_file() else None
+    except Exception:  # noqa: BLE001 - words only: a damaged file leaves them out
+        return None
+
+
+def training_words(steps: int, resolution: int | None = None) -> str:
+    """The training length behind a number, in words a newcomer reads: "after 512 training steps at 32 px"."""
+    if not steps:
+        return "after the confirm protocol's training"
+    return f"after {steps} training steps" + (f" at {resolution} px" if resolution else "")
+
+
+def confirmation_lines(conf: Any, resolution: int | None = None) -> list[str]:
     t = conf.table
     ev = t["eval_set"].iloc[0] if len(t) else "test"
     ns = sorted({int(x) for x in t["n"]}) if len(t) else [0]
     seeds = (f"n = {ns[0]} paired seeds per architecture" if len(ns) == 1 else
              f"n = {ns[0]}-{ns[-1]} paired seeds per architecture, the most for the headline pair")
-    lines = ["", f"confirmed ({ev} split, {seeds}, mean and 95% t interval):",
+    when = training_words(conf.steps, resolution)
+    ladder = ", ".join(str(n or s) for s, n in conf.rungs)
+    lines = ["", f"confirmed {when} ({ev} split, {seeds}, mean and 95% t interval"
+             + (f"; rungs of the ladder: {ladder} steps" if len(conf.rungs) > 1 else "") + "):",
              f"{'':2}{'trial':<20} {'family':<14} {'MAdds':>8} {'top-1':>7} {'95% interval':>16} {'n':>3} {'search':>7}"]
     for r in t.to_dict("records"):
         mark = "*" if r["kind"] == "searched" else " "
         lines.append(f"{mark} {r['trial']:<20} {str(r['family']):<14} {r['madds_m']:>7.1f}M {_f(r['mean']):>7} "
                      f"[{_f(r['lo']):>6}, {_f(r['hi']):>6}] {int(r['n']):>3} {_f(r['search_top1']):>7}")
     lines.append("")
-    lines.append("verdicts (candidate - best published variant at <= MAdds, paired by seed):")
+    lines.append(f"verdicts {when} (candidate - best published variant at <= MAdds, paired by seed; trend: the "
+                 "same pair at each rung):")
     h = conf.headline
     if h is not None:
         from nas.verdicts import half_width
 
         lines.append(f"  HEADLINE {h['trial']} vs {h['reference']}: {_f(h['diff'], '+.2f')} points "
                      f"[{_f(h['diff_lo'], '+.2f')}, {_f(h['diff_hi'], '+.2f')}], n={h['n']}, half-width "
-                     f"{_f(half_width(h))}: {str(h['verdict']).upper()}")
+                     f"{_f(half_width(h))}: {str(h['verdict']).upper()}" + _trend(h))
     for v in conf.verdicts.to_dict("records"):
         if h is not None and v["trial"] == h["trial"]:
             continue
@@ -364,12 +405,21 @@ def confirmation_lines(conf: Any) -> list[str]:
             lines.append(f"  {v['trial']}: {v['verdict']}")
             continue
         lines.append(f"  {v['trial']} vs {v['reference']}: {_f(v['diff'], '+.2f')} points "
-                     f"[{_f(v['diff_lo'], '+.2f')}, {_f(v['diff_hi'], '+.2f')}], n={v['n']}: {v['verdict'].upper()}")
+                     f"[{_f(v['diff_lo'], '+.2f')}, {_f(v['diff_hi'], '+.2f')}], n={v['n']}: {v['verdict'].upper()}"
+                     + _trend(v))
     for d in conf.dominance:
         lines.append(f"  {d.a} dominates {d.b}: no more MAdds and {d.diff:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] points")
     tr = conf.trust
-    lines += ["", "trust meter:", f"  {tr.rank_reading}", f"  {tr.noise_reading}"]
+    lines += ["", "trust meter (first rung, every confirmed architecture):", f"  {tr.rank_reading}",
+              f"  {tr.noise_reading}"]
     return lines
+
+
+def _trend(v: dict[str, Any]) -> str:
+    """A verdict's trend across the ladder, as its summary line ends: "; trend SHRINKS (128: ...; 512: ...)"."""
+    if not v.get("rungs") or v.get("trend") in ("", "one rung", None):
+        return ""
+    return f"\n      trend {str(v['trend']).upper()} by training steps: {v['rungs']}"
 
 
 __all__ = ["add_arguments", "run", "summary_lines", "format_dry_run", "progress_line", "command_line"]

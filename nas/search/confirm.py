@@ -33,6 +33,8 @@ from nas.search.plan import (
     DEFAULT_CONFIRM_TOP,
     DEFAULT_CONFIRM_WIDTH,
     DEFAULT_TIME_BUDGET_MIN,
+    DEFAULT_TOP_SEEDS,
+    DEFAULT_TOP_STEPS,
     SearchPlan,
 )
 from nas.search.recorder import Progress, RunRecorder
@@ -55,6 +57,8 @@ class ConfirmOptions:
     width: float = DEFAULT_WIDTH  # target 95% half-width (points) of the headline verdict; 0: no extra seeds
     max_seeds: int = DEFAULT_MAX_SEEDS  # most paired seeds the headline pair gets
     time_budget_s: float = DEFAULT_TIME_BUDGET_S  # the command's planned wall time bounds them too; 0: no bound
+    top_steps: int | None = DEFAULT_TOP_STEPS  # the ladder's top rung (nas.search.ladder); None: auto, 0: none
+    top_seeds: int = DEFAULT_TOP_SEEDS
 
     def check(self) -> None:
         if not isinstance(self.top_k, int) or self.top_k < 0:
@@ -71,6 +75,13 @@ class ConfirmOptions:
                 self.time_budget_s)
             raise ConfigError(f"--time-budget {shown} is invalid",
                               f"minutes >= 0 (0: no bound; {DEFAULT_TIME_BUDGET_S / 60:g} is the default)")
+        if not isinstance(self.top_seeds, int) or isinstance(self.top_seeds, bool) or self.top_seeds < 2:
+            raise ConfigError(f"--top-seeds {self.top_seeds!r} is invalid",
+                              f"an integer >= 2 (paired seeds give an interval; {DEFAULT_TOP_SEEDS} is the default)")
+        if self.top_steps is not None:
+            from nas.search.ladder import top_steps
+
+            top_steps(1, self.top_steps)
         if not isinstance(self.max_seeds, int) or isinstance(self.max_seeds, bool) or self.max_seeds < 1:
             raise ConfigError(f"--confirm-max-seeds {self.max_seeds!r} is invalid",
                               f"an integer >= 1 (the headline pair's most seeds; {DEFAULT_MAX_SEEDS} is the default)")
@@ -112,17 +123,17 @@ def _search_rows(df: Any) -> Any:
     return R.search_stage(df).drop_duplicates("trial", keep="last").set_index("trial")
 
 
-def _arch_jobs(plan: SearchPlan, search: Any, trial: str, seeds: range) -> list[TrialJob]:
-    """The confirm jobs of one architecture (a searched trial or a baseline of the band) for `seeds`;
-    `search` is `_search_rows` of the run."""
+def _arch_jobs(plan: SearchPlan, search: Any, trial: str, seeds: range, stage: str = "confirm") -> list[TrialJob]:
+    """The jobs of one architecture (a searched trial or a baseline of the band) for `seeds` at confirm rung
+    `stage`; `search` is `_search_rows` of the run."""
     for b in plan.baselines:
         if b.trial == trial:
-            return [b.replace(stage="confirm", seed=s, evaluate_test=True) for s in seeds]
+            return [b.replace(stage=stage, seed=s, evaluate_test=True) for s in seeds]
     r = search.loc[trial].to_dict()
     r["trial"] = trial
     params = params_from_row(r, plan.space)
     return [TrialJob(kind="searched", trial=trial, number=int(r["number"]), params=params, arch_id=str(r["arch_id"]),
-                     madds_m=float(r["madds_m"]), stage="confirm", seed=s, evaluate_test=True,
+                     madds_m=float(r["madds_m"]), stage=stage, seed=s, evaluate_test=True,
                      family=str(r["family"])) for s in seeds]
 
 
@@ -233,12 +244,19 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
     if proxy.resolution != plan.proxy.resolution:
         raise ConfigError(f"the confirm protocol trains at {proxy.resolution} px, the search at "
                           f"{plan.proxy.resolution} px", "use one resolution for both stages")
+    from nas.search import ladder
+
     d = plan.run_dir
+    top = ladder.top_steps(proxy.steps, opts.top_steps)
+    ladder_rungs = ladder.rungs(proxy, opts.seeds, top, opts.top_seeds)
     R.atomic_write_text(d / CONFIRM_FILE, yaml.safe_dump(proxy.to_dict(), sort_keys=False))
     record_confirm_settings(d, top_k=opts.top_k, seeds=opts.seeds, protocol=opts.protocol, width=opts.width,
-                            max_seeds=opts.max_seeds, time_budget_min=opts.time_budget_s / 60)
+                            max_seeds=opts.max_seeds, time_budget_min=opts.time_budget_s / 60, top_steps=top,
+                            top_seeds=opts.top_seeds, stages=[r.to_dict() for r in ladder_rungs])
     rec = RunRecorder(plan, total=0, dashboard=dashboard, on_progress=on_progress, on_note=on_note)
     rec.confirm_proxy = proxy
+    for r in ladder_rungs[1:]:
+        rec.rung_proxies[r.stage] = proxy.stretched(r.steps)
     jobs = confirm_jobs(plan, rec.frame(), opts)
     rec.keep_variants = {j.trial for j in jobs if j.kind == "searched"}
     cached = 0
@@ -250,8 +268,8 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
         for job in todo:
             if rec.is_trained(job):
                 continue
-            hit = (rec.cache.get(job.arch_id, proxy.hash, plan.dataset.name, seed=job.seed, stage="confirm")
-                   if job.kind == "baseline" else None)
+            hit = (rec.cache.get(job.arch_id, rec.proxy_for(job.stage).hash, plan.dataset.name, seed=job.seed,
+                                 stage=job.stage) if job.kind == "baseline" else None)
             if hit is not None:
                 rec.add_cached(job, hit)
                 cached += 1
@@ -268,11 +286,11 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
     hooks = tuning.SearchHooks(on_refused=lambda _p: None, on_finished=rec.on_finished)
 
     def train(todo: list[TrialJob]) -> bool:
-        """Train `todo` through Ray; True when interrupted."""
+        """Train `todo` (jobs of one rung) through Ray; True when interrupted."""
         if not todo:
             return False
         try:
-            return tuning.run_jobs(todo, hooks, space=plan.space, proxy=proxy.to_dict(),
+            return tuning.run_jobs(todo, hooks, space=plan.space, proxy=rec.proxy_for(todo[0].stage).to_dict(),
                                    data=str(plan.opts.data) if plan.opts.data else plan.dataset.name,
                                    resources=resources, storage_path=d / "ray", on_error=rec.on_error,
                                    on_start=rec.on_start).interrupted
@@ -280,6 +298,17 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
             return True
 
     trained = len(pending)
+
+    def extend(more: list[TrialJob]) -> bool:
+        """Add `more` jobs to the confirmation and train the ones with no row yet; True when interrupted."""
+        nonlocal trained
+        jobs.extend(more)
+        rec.total += len(more)
+        todo = untrained(more)
+        trained += len(todo)
+        rec.flush(quiet=True)
+        return train(todo)
+
     interrupted = train(pending)
     # the headline's extra seeds, a round at a time (a resumed run finds its finished rounds as rows)
     while not interrupted and all(rec.is_trained(j) for j in jobs):
@@ -291,12 +320,18 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
             on_note(why)
         if not more:
             break
-        jobs += more
-        rec.total += len(more)
-        todo = untrained(more)
-        trained += len(todo)
-        rec.flush(quiet=True)
-        interrupted = train(todo)
+        interrupted = extend(more)
+    # the ladder's higher rungs: the pairs the first rung chose, retrained longer (a resume finds its rows)
+    for rung in ladder_rungs[1:]:
+        if interrupted or not all(rec.is_trained(j) for j in jobs):
+            break
+        search = _search_rows(rec.frame())
+        more = [j for t in ladder.rung_trials(rec.frame())
+                for j in _arch_jobs(plan, search, t, range(rung.seeds), stage=rung.stage)]
+        if on_note is not None and more:
+            on_note(f"top rung ({rung.steps} training steps, {rung.seeds} paired seeds): "
+                    f"{', '.join(dict.fromkeys(j.trial for j in more))}")
+        interrupted = extend(more)
     left = [j for j in jobs if not rec.is_trained(j)]
     rec.flush(quiet=True)
     rec.refresh_dashboard()

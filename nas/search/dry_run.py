@@ -40,10 +40,13 @@ class DryRun:
     search: StageEstimate
     confirm: StageEstimate | None = None
     headline: StageEstimate | None = None  # the most the headline verdict's extra seeds can add
+    top: StageEstimate | None = None  # the ladder's top rung (its typical 4 architectures)
+    top_steps: int = 0
 
     @property
     def est_wall_s(self) -> float:
-        return RAY_START_S + self.search.wall_s + (self.confirm.wall_s if self.confirm else 0.0)
+        return (RAY_START_S + self.search.wall_s + (self.confirm.wall_s if self.confirm else 0.0)
+                + (self.top.wall_s if self.top else 0.0))
 
     @property
     def max_wall_s(self) -> float:
@@ -107,7 +110,8 @@ def score_seconds(plan: SearchPlan, arch: Any, *, threads: int) -> float:
         torch.set_num_threads(prev)
 
 
-def dry_run(plan: SearchPlan, *, confirm_jobs: int = 0, confirm_proxy: Any = None, headline_jobs: int = 0) -> DryRun:
+def dry_run(plan: SearchPlan, *, confirm_jobs: int = 0, confirm_proxy: Any = None, headline_jobs: int = 0,
+            top_jobs: int = 0, top_proxy: Any = None) -> DryRun:
     sc = plan.screen
     res = choose_resources(cpus=os.cpu_count() or 1, gpus=0, cpus_per_trial=plan.opts.cpus_per_trial,
                            gpus_per_trial=plan.opts.gpus_per_trial or 0, max_concurrent=plan.opts.max_concurrent)
@@ -127,5 +131,10 @@ def dry_run(plan: SearchPlan, *, confirm_jobs: int = 0, confirm_proxy: Any = Non
         cs = job_seconds(probe, confirm_proxy, plan.dataset, threads=res.cpus_per_trial, test=True)
         confirm = stage_estimate(confirm_jobs, cs, res)
         headline = stage_estimate(headline_jobs, cs, res) if headline_jobs else None
+    top = None
+    if top_jobs and top_proxy is not None and probe is not None:
+        top = stage_estimate(top_jobs, job_seconds(probe, top_proxy, plan.dataset, threads=res.cpus_per_trial,
+                                                   test=True), res)
     return DryRun(plan=plan, share_by_macro=share_by_macro(plan), resources=res, cached_baselines=cached,
-                  search=stage_estimate(n, trial_s, res), confirm=confirm, headline=headline)
+                  search=stage_estimate(n, trial_s, res), confirm=confirm, headline=headline, top=top,
+                  top_steps=top_proxy.steps if top is not None else 0)

@@ -12,7 +12,7 @@ from typing import Any
 
 from nas import results as R
 from nas.config import ArchConfig
-from nas.jobs import TrialJob
+from nas.jobs import TrialJob, is_confirm_stage
 from nas.search.folder import BaselineCache, params_from_row
 from nas.search.plan import SearchPlan, now
 from nas.space import arch_summary, format_madds, knob_values, replay
@@ -70,6 +70,7 @@ class RunRecorder:
         self._dashboard_at = 0.0
         self.keep_variants: set[str] = set()  # confirmed trials keep their variants/<trial>.yaml
         self.confirm_proxy: Any = None  # the confirm protocol, once the confirm stage runs
+        self.rung_proxies: dict[str, Any] = {}  # higher rungs of the ladder: stage -> protocol
 
     # -- queries -------------------------------------------------------------------------------------
     def trained(self, kind: str = "searched", stage: str = "search") -> list[dict[str, Any]]:
@@ -109,7 +110,14 @@ class RunRecorder:
                         published=published, rebuild_cmd=rebuild)
         row["family"] = job.family or arch.family
         row["started_at"] = self.started.get(job.key, "")
+        row["steps"] = self.proxy_for(job.stage).steps
         return row
+
+    def proxy_for(self, stage: str) -> Any:
+        """The protocol a stage's jobs train under: the search's, the first confirm rung's, a higher rung's."""
+        if stage in self.rung_proxies:
+            return self.rung_proxies[stage]
+        return self.confirm_proxy if stage == "confirm" and self.confirm_proxy is not None else self.plan.proxy
 
     def _count_params(self, arch: ArchConfig) -> float:
         """Parameters of the network with the dataset's classes and channels (built once per architecture;
@@ -144,7 +152,7 @@ class RunRecorder:
 
     def on_finished(self, cfg: dict[str, Any], result: dict[str, Any] | None, error: bool) -> None:
         job = TrialJob.from_config(cfg)
-        proxy = self.confirm_proxy if job.stage == "confirm" and self.confirm_proxy is not None else self.plan.proxy
+        proxy = self.proxy_for(job.stage)
         row = R.finished_row(self.base_row(job), result, error=error, epochs=int(proxy.epochs), at=now())
         row["proxy_hash"] = proxy.hash
         self.rows[job.key] = row
@@ -211,18 +219,24 @@ class RunRecorder:
         R.atomic_write(d / R.PARETO_CSV, lambda t: marked.to_csv(t, index=False))
         if not (df["stage"] == "confirm").any():
             return
-        conf = V.compute_confirmation(df)
-        R.atomic_write(d / CONFIRMED_CSV, lambda t: conf.table.to_csv(t, index=False))
+        import pandas as pd
+
+        conf = V.compute_confirmation(df)  # the top rung's verdicts, with their trends
+        tables = [V.confirmed_table(df, s).assign(stage=s, steps=n) for s, n in conf.rungs]
+        every = pd.concat(tables, ignore_index=True) if tables else conf.table
+        R.atomic_write(d / CONFIRMED_CSV, lambda t: every.to_csv(t, index=False))
         R.atomic_write(d / VERDICTS_CSV, lambda t: conf.verdicts.to_csv(t, index=False))
         verdict = {r["trial"]: r for r in conf.verdicts.to_dict("records")}
-        for r in conf.table.to_dict("records"):
+        # each confirmed variant's header says what its longest rung measured
+        for r in every.drop_duplicates("trial", keep="last").to_dict("records"):
             path = d / R.VARIANTS_DIR / f"{r['trial']}.yaml"
             if r["kind"] != "searched" or not path.is_file():
                 continue
             body = "\n".join(ln for ln in path.read_text().splitlines() if not ln.startswith("# confirmed"))
             v = verdict.get(r["trial"], {})
             head = (f"# confirmed: {r['eval_set']} top-1 {r['mean']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}] (mean, 95% t "
-                    f"interval, n={r['n']} seeds); vs {v.get('reference') or '-'}: {v.get('verdict', '-')}")
+                    f"interval, n={r['n']} seeds, {r['steps']} training steps); vs {v.get('reference') or '-'}: "
+                    f"{v.get('verdict', '-')}")
             R.atomic_write_text(path, head + "\n" + body + "\n")
 
     def arch_of(self, trial: str) -> ArchConfig:
@@ -255,7 +269,7 @@ class RunRecorder:
         search = R.search_stage(df)
         searched = search[(search["kind"] == "searched") & search["status"].isin(R.TRAINED)]
         base = search[(search["kind"] == "baseline") & search["status"].isin(R.TRAINED)]
-        confirmed = df[(df["stage"] == "confirm") & df["status"].isin(R.TRAINED)]
+        confirmed = df[df["stage"].map(is_confirm_stage) & df["status"].isin(R.TRAINED)]
         ok = search[search["status"].isin(R.FINISHED_OK) & (search["madds_m"] <= self.plan.budget_m)]
         best = ok.loc[ok["val_top1"].idxmax()] if len(ok) and ok["val_top1"].notna().any() else None
         done = len(searched) + len(base) + len(confirmed)

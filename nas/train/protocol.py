@@ -77,6 +77,20 @@ class ProxyConfig:
         return dataclasses.asdict(self)
 
     @property
+    def steps(self) -> int:
+        """Optimizer steps of one training run (the last partial batch of an epoch is dropped)."""
+        return self.epochs * max(1, self.train_images // self.batch_size)
+
+    def stretched(self, steps: int, *, epochs: int = 2) -> ProxyConfig:
+        """The same recipe trained for `steps` optimizer steps: `epochs` passes over steps / epochs batches of
+        fresh training images, warm-up over the same share of the steps, the same test subset. The ladder's
+        higher rungs and the long reference (bench/long_reference.py) are the confirm protocol stretched."""
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < epochs:
+            raise ConfigError(f"{steps!r} training steps is invalid", f"an integer >= {epochs}")
+        share = self.warmup_epochs / self.epochs  # the warm-up's share of all steps
+        return self.replace(epochs=epochs, train_images=steps // epochs * self.batch_size, warmup_epochs=share * epochs)
+
+    @property
     def hash(self) -> str:
         """Stable 10-hex id of the protocol: same fields, same hash, across processes and versions."""
         d = {k: (float(v) if isinstance(v, float) else v) for k, v in self.to_dict().items()}

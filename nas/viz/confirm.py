@@ -33,7 +33,7 @@ SEARCHED_COLOR = "#1f4e8c"
 SEARCH_FADED = "#b8bec8"
 VERDICT_ROW_COLUMNS = ["trial", "family", "madds_m", "search_top1", "mean", "lo", "hi", "n_seeds", "reference",
                        "reference_madds_m", "reference_mean", "reference_lo", "reference_hi", "diff", "diff_lo",
-                       "diff_hi", "n", "verdict"]
+                       "diff_hi", "n", "verdict", "steps", "trend", "rungs"]
 
 
 def has_confirm_rows(trials: pd.DataFrame) -> bool:

@@ -200,6 +200,13 @@ def build_figures(run: R.Run, *, importance: Importance | None = None,
         figs["confirmed_front"] = plot_confirmed_front(front, budget, title=f"{name}: confirmed top-1 against MAdds")
         figs["search_vs_confirmed"] = plot_search_vs_confirmed(
             front, title=f"{name}: {front.search_label} (search stage) against confirmed top-1")
+        if len(conf.rungs) > 1:  # the ladder: does each verdict hold as training gets longer?
+            from nas.viz.ladder import compute_ladder, compute_pair_curves, plot_ladder, plot_pair_curves
+
+            figs["ladder"] = plot_ladder(compute_ladder(full.trials, conf),
+                                         title=f"{name}: does it hold? Paired difference against training length")
+            figs["pair_curves"] = plot_pair_curves(compute_pair_curves(full.trials, conf),
+                                                   title=f"{name}: the headline pair's learning curves")
     figs.update({
         "accuracy_vs_madds": plot_accuracy_vs_madds(compute_points(run.trials), run.pareto, budget,
                                                     title=f"{name}: search stage (unconfirmed), proxy val "
@@ -244,8 +251,9 @@ def _confirmed_summary_html(head: ConfirmedHeadline | None, conf: V.Confirmation
         return f"<p class='summary'>{_CONFIRMED} {e(what)}.</p>"
     return (f"<p class='summary'>{_CONFIRMED} Headline candidate <b>{e(head.trial)}</b> "
             f"({e(head.family)}, {head.madds_m:.0f} M MAdds): <b>{interval_text(head.mean, head.lo, head.hi)} %"
-            f"</b> top-1 on the held-out {e(head.eval_set)} split (mean and 95% interval over {head.n_seeds} "
-            f"seeds), {_verdict_phrase(head)}. Of {head.n_candidates} confirmed candidates, {head.n_better} "
+            f"</b> top-1 on the held-out {e(head.eval_set)} split "
+            + (f"after {conf.steps} training steps " if conf.steps else "")
+            + f"(mean and 95% interval over {head.n_seeds} seeds), {_verdict_phrase(head)}. Of {head.n_candidates} confirmed candidates, {head.n_better} "
             f"are better than their published reference and {head.n_worse} worse.</p>")
 
 
@@ -349,11 +357,13 @@ def _verdicts_html(conf: V.Confirmation) -> str:
         rows.append([f"<b>{e(str(r['trial']))}</b> <span class='note'>{e(str(r['family']))}</span>",
                      fmt(r["madds_m"], 1), interval_text(r["mean"], r["lo"], r["hi"]), fmt(r["search_top1"], 2),
                      ref, interval_text(r["diff"], r["diff_lo"], r["diff_hi"], sign=True) if r["reference"] else "–",
-                     str(int(r["n"])) if r["reference"] else "–", _verdict_html(str(r["verdict"]))])
+                     str(int(r["n"])) if r["reference"] else "–", _verdict_html(str(r["verdict"])),
+                     f'{e(str(r["trend"] or "–"))} <span class="note">{e(str(r["rungs"] or ""))}</span>'])
     table = _table(["candidate", "MAdds (M)", "confirmed top-1 (%) [95% CI]", "search val top-1 (%)",
                     "reference: best published at ≤ MAdds (M · confirmed [95% CI])",
-                    "paired difference (pts) [95% CI]", "n pairs", "verdict"], rows,
-                   [False, True, True, True, False, True, True, False]) if rows else (
+                    "paired difference (pts) [95% CI]", "n pairs", "verdict",
+                    "trend (paired difference by training steps)"], rows,
+                   [False, True, True, True, False, True, True, False, False]) if rows else (
         '<p class="note">no searched candidate confirmed yet.</p>')
     dom = compute_dominance_rows(conf)
     claims = "".join(
@@ -363,8 +373,9 @@ def _verdicts_html(conf: V.Confirmation) -> str:
     claims_html = (f'<h2>Dominance claims</h2><ul class="claims">{claims}</ul>' if claims else
                    '<p class="note">Dominance claims: none (no confirmed candidate has both no more MAdds than a '
                    "confirmed published variant and a paired 95% interval above it).</p>")
-    return ('<div class="panel" data-section="verdicts"><h2>Verdicts: each confirmed candidate against the best '
-            "published variant at equal or lower MAdds</h2>" + table
+    when = f" after {conf.steps} training steps" if conf.steps else ""
+    return ('<div class="panel" data-section="verdicts"><h2>Verdicts' + e(when) + ': each confirmed candidate '
+            "against the best published variant at equal or lower MAdds</h2>" + table
             + '<p class="note">Confirmed top-1: mean and 95% t interval over seeds on the held-out split. Paired '
               "difference: candidate minus reference over the seeds both ran (same data order and initial weights), "
               "with its 95% t interval; <i>better</i> / <i>worse</i> only when that interval excludes 0. The search "
@@ -415,7 +426,9 @@ def _confirm_section_html(figs: dict[str, go.Figure], conf: V.Confirmation, tria
             + '<p class="note">Error bars: 95% t interval of the mean over the confirmation seeds. Grey open '
               f"markers underneath: the search stage ({html.escape(label)}, val split): a different split and "
               "protocol, so their level is not comparable with the confirmed one, only their order.</p>"
-            + _verdicts_html(conf) + _trust_html(conf)
+            + _verdicts_html(conf)
+            + "".join(_fig_html(figs[k], k) for k in ("ladder", "pair_curves") if k in figs)
+            + _trust_html(conf)
             + (_fig_html(figs["search_vs_confirmed"], "search_vs_confirmed") if "search_vs_confirmed" in figs else "")
             + _confirm_problems_html(trials))
 
