@@ -26,8 +26,8 @@ from test_viz import write_confirmed_run, write_demo_run  # noqa: E402
 
 CHROMIUM = next((p for p in (os.environ.get("NAS_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
                              shutil.which("chromium-browser")) if p and os.path.isfile(p)), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (/usr/bin/chromium): cannot "
-                                "render the dashboard in a browser")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed "
+                                                   "(/usr/bin/chromium): cannot render the dashboard in a browser")]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]
 

@@ -240,6 +240,7 @@ def test_same_seed_same_proposals(tmp_path):
     assert proposals(tmp_path / "a.db") == proposals(tmp_path / "b.db")
 
 
+@pytest.mark.slow
 def test_onnx_export_of_a_searched_arch(tmp_path):
     import onnx
     from onnx.reference import ReferenceEvaluator
@@ -444,37 +445,42 @@ def test_headline_verdict_gets_its_planned_paired_seeds(tmp_path):
 
 @pytest.mark.slow
 def test_ladder_top_rung_carries_the_verdict_and_climbs_further(tmp_path):
-    """The first rung (32 steps here) picks the pair; the top rung (--top-steps 128) retrains the headline
+    """The first rung (32 steps here) picks the pair; the top rung (--top-steps 64) retrains the headline
     candidate and its two best published references with paired seeds, and the verdicts printed and written
-    are that rung's, each with its trend. `nas confirm RUN --steps 192` adds a rung and trains only it; a
-    SIGKILL during that rung, then `--resume`-like `nas confirm` again, keeps every finished job."""
+    are that rung's, each with its trend. `nas confirm RUN --steps 96` adds a rung and trains only it; a
+    SIGKILL during that rung, then the same `nas confirm` again, keeps every finished job and trains none twice."""
     run = tmp_path / "results" / "ladder"
-    cmd = [*_headline_setup(tmp_path), "--name", "ladder", "--top-steps", "128", "--top-seeds", "2"]
+    cmd = [*_headline_setup(tmp_path), "--name", "ladder", "--top-steps", "64", "--top-seeds", "2"]
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     df = _trials(run)
-    top = df[df["stage"] == "confirm@128"]
+    top = df[df["stage"] == "confirm@64"]
     first = df[df["stage"] == "confirm"]
     assert len(top) and top["status"].eq("completed").all() and top["test_top1"].notna().all()
-    assert set(top["steps"]) == {128} and set(first["steps"]) == {32} and set(top["seed"]) == {0, 1}
+    assert set(top["steps"]) == {64} and set(first["steps"]) == {32} and set(top["seed"]) == {0, 1}
     v = pd.read_csv(run / "verdicts.csv")
     head = v[v["headline"]].iloc[0]
-    assert head["steps"] == 128 and head["stage"] == "confirm@128" and head["n"] == 2
+    assert head["steps"] == 64 and head["stage"] == "confirm@64" and head["n"] == 2
     assert head["trend"] in ("holds", "shrinks", "reverses", "unresolved")
-    assert head["rungs"].startswith("32: ") and "; 128: " in head["rungs"]
+    assert head["rungs"].startswith("32: ") and "; 64: " in head["rungs"]
     assert {head["trial"], head["reference"]} <= set(top["trial"])
-    assert "after 128 training steps at 16 px" in r.stdout and f"trend {head['trend'].upper()}" in r.stdout
+    assert "after 64 training steps at 16 px" in r.stdout and f"trend {head['trend'].upper()}" in r.stdout
     stages = yaml.safe_load((run / "run.yaml").read_text())["confirm"]["stages"]
-    assert [s["stage"] for s in stages] == ["confirm", "confirm@128"] and stages[1]["steps"] == 128
-    # climbing further: a 192-step rung, only its jobs trained, every finished row kept
-    before = _trials(run).set_index(["trial", "stage", "seed"])["finished_at"]
-    r = subprocess.run([*NAS, "confirm", str(run), "--confirm-top", "2", "--confirm-seeds", "2", "--steps", "192",
-                        "--top-seeds", "2"], env=ENV, capture_output=True, text=True, timeout=900)
+    assert [s["stage"] for s in stages] == ["confirm", "confirm@64"] and stages[1]["steps"] == 64
+    # climbing further: a 96-step rung, killed once it has a finished job, then the same command again: only
+    # its jobs train, every finished row (of any rung) is kept as it was and none is trained twice
+    climb = [*NAS, "confirm", str(run), "--confirm-top", "2", "--confirm-seeds", "2", "--steps", "96",
+             "--top-seeds", "2", "--max-concurrent", "1"]
+    killed = _kill_once(climb, run, lambda df: ((df["stage"] == "confirm@96") & (df["status"] == "completed")).any(),
+                        timeout=600)
+    before = killed[killed["status"] == "completed"].set_index(["trial", "stage", "seed"])["finished_at"]
+    assert ((killed["stage"] == "confirm@96") & (killed["status"] == "completed")).sum() < len(top)  # mid-rung
+    r = subprocess.run(climb, env=ENV, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     after = _trials(run)
     assert not after.duplicated(["trial", "stage", "seed"]).any()
     assert after.set_index(["trial", "stage", "seed"])["finished_at"].loc[before.index].equals(before)
-    assert set(after["stage"]) == {"search", "confirm", "confirm@128", "confirm@192"}
+    assert set(after["stage"]) == {"search", "confirm", "confirm@64", "confirm@96"}
     v = pd.read_csv(run / "verdicts.csv")
-    assert set(v["steps"]) == {192} and "after 192 training steps" in r.stdout
-    assert v[v["headline"]].iloc[0]["rungs"].count(";") == 2  # 32, 128 and 192 steps
+    assert set(v["steps"]) == {96} and "after 96 training steps" in r.stdout
+    assert v[v["headline"]].iloc[0]["rungs"].count(";") == 2  # 32, 64 and 96 steps

@@ -63,8 +63,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Optuna sampler (default: tpe for top1, nsga2 for pareto; random is the baseline)")
     p.add_argument("--min-budget", type=float, default=DEFAULT_MIN_BUDGET, metavar="F",
                    help=f"refuse configs under F x budget too (default {DEFAULT_MIN_BUDGET}; 0 keeps everything)")
+    p.add_argument("--early-stop", dest="early_stop", action="store_true", default=False,
+                   help="stop trials early with ASHA within MAdds bands (default off: its first-epoch snapshot, 32 "
+                        "steps, ranked no better than MAdds alone against the 512-step long reference and would "
+                        "have stopped 4 of its top 8; BENCHMARKS.md, 'Fidelity against the long reference')")
     p.add_argument("--no-early-stop", dest="early_stop", action="store_false",
-                   help="train every trial to the end (default: ASHA within MAdds bands)")
+                   help="train every trial to the end (the default)")
     add_confirm_arguments(p)
     add_resource_arguments(p)
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder (its settings are kept; "
@@ -381,7 +385,7 @@ def confirmation_lines(conf: Any, resolution: int | None = None) -> list[str]:
              f"n = {ns[0]}-{ns[-1]} paired seeds per architecture, the most for the headline pair")
     when = training_words(conf.steps, resolution)
     ladder = ", ".join(str(n or s) for s, n in conf.rungs)
-    lines = ["", f"confirmed {when} ({ev} split, {seeds}, mean and 95% t interval"
+    lines = ["", f"confirmed ({ev} split, {seeds}, mean and 95% t interval; {when}"
              + (f"; rungs of the ladder: {ladder} steps" if len(conf.rungs) > 1 else "") + "):",
              f"{'':2}{'trial':<20} {'family':<14} {'MAdds':>8} {'top-1':>7} {'95% interval':>16} {'n':>3} {'search':>7}"]
     for r in t.to_dict("records"):
@@ -410,8 +414,8 @@ def confirmation_lines(conf: Any, resolution: int | None = None) -> list[str]:
     for d in conf.dominance:
         lines.append(f"  {d.a} dominates {d.b}: no more MAdds and {d.diff:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] points")
     tr = conf.trust
-    lines += ["", "trust meter (first rung, every confirmed architecture):", f"  {tr.rank_reading}",
-              f"  {tr.noise_reading}"]
+    lines += ["", "trust meter:", "  (read on the first rung, where every confirmed architecture is)",
+              f"  {tr.rank_reading}", f"  {tr.noise_reading}"]
     return lines
 
 

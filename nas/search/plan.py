@@ -64,7 +64,7 @@ class SearchOptions:
     objective: str = "top1"
     sampler: str | None = None
     min_budget: float = DEFAULT_MIN_BUDGET
-    early_stop: bool = True
+    early_stop: bool = False  # ASHA's 32-step decisions stop slow starters (BENCHMARKS.md): off unless asked
     gpus_per_trial: float | None = None
     cpus_per_trial: int | None = None
     max_concurrent: int | None = None
@@ -144,7 +144,7 @@ def _check_opts(o: SearchOptions) -> None:
 # The options a run folder fixes, with their flags: a resume keeps the run's own values.
 _RUN_SETTINGS = {"budget": "--budget", "space": "--space", "data": "--data", "proxy": "--proxy", "epochs": "--epochs",
                  "seed": "--seed", "objective": "--objective", "sampler": "--sampler", "min_budget": "--min-budget",
-                 "early_stop": "--no-early-stop", "baselines": "--no-baselines", "name": "--name",
+                 "early_stop": "--early-stop/--no-early-stop", "baselines": "--no-baselines", "name": "--name",
                  "confirm": "--no-confirm", "confirm_top": "--confirm-top", "confirm_seeds": "--confirm-seeds",
                  "confirm_protocol": "--confirm-protocol", "confirm_width": "--confirm-width",
                  "confirm_max_seeds": "--confirm-max-seeds", "top_steps": "--top-steps", "top_seeds": "--top-seeds",
