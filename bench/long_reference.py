@@ -18,16 +18,14 @@ seed 1) so a partial log already covers every architecture.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from protocol_fidelity import _arch, in_band_archs, load_log  # noqa: E402
+from protocol_fidelity import _arch, in_band_archs, load_log, run_pool  # noqa: E402
 
 _DATA: dict = {}
 
@@ -88,25 +86,9 @@ def main() -> None:
     jobs = [(a, s) for s in range(args.seeds) for a in archs if (a["arch_id"], h, s) not in done]
     print(f"{len(archs)} architectures at {args.steps} steps (protocol {h}), {len(jobs)} jobs to run", flush=True)
     args.log.parent.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(args.workers) as pool:
-        it = iter(jobs)
-        pending = {}
-        for _ in range(args.workers):
-            j = next(it, None)
-            if j is not None:
-                pending[pool.submit(run_job, j[0], prot, j[1], args.steps, final)] = j
-        while pending:
-            fut = next(as_completed(pending))
-            pending.pop(fut)
-            row = fut.result()
-            with args.log.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            print(f"{row['arch']:<20} seed {row['seed']} {row['status']} val {row['val_curve']} test {row['test_top1']} "
-                  f"{row['wall_s']:.0f}s load {row['load']:.1f}", flush=True)
-            j = next(it, None)
-            if j is not None:
-                pending[pool.submit(run_job, j[0], prot, j[1], args.steps, final)] = j
-
+    run_pool([(run_job, j[0], prot, j[1], args.steps, final) for j in jobs], args.log, args.workers, lambda row: (
+        f"{row['arch']:<20} seed {row['seed']} {row['status']} val {row['val_curve']} test {row['test_top1']} "
+        f"{row['wall_s']:.0f}s load {row['load']:.1f}"))
 
 if __name__ == "__main__":
     main()

@@ -212,25 +212,31 @@ def main() -> None:
             if j[4] not in done]
     print(f"{len(archs)} architectures, {len(jobs)} jobs to run ({len(done)} in the log)", flush=True)
     args.log.parent.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(args.workers) as pool:
+    run_pool([(run_job, *j[:4]) for j in jobs], args.log, args.workers, lambda row: (
+        f"{row['arch']:<20} {row['protocol']} seed {row['seed']} val {row['val_top1']} test "
+        f"{row['test_top1']} {row['wall_s']:.1f}s load {row['load']:.1f}"))
+
+
+def run_pool(calls: list[tuple], log: Path, workers: int, line) -> None:
+    """Run `calls` ((function, *args) each, returning a row dict) in `workers` processes, at most 2 per worker
+    queued; append each finished row to `log` as one JSON line the moment it ends and print `line(row)`."""
+    with ProcessPoolExecutor(workers) as pool:
+        it = iter(calls)
         pending = {}
-        it = iter(jobs)
-        for _ in range(args.workers * 2):
-            j = next(it, None)
-            if j is not None:
-                pending[pool.submit(run_job, *j[:4])] = j
+        for _ in range(workers * 2):
+            c = next(it, None)
+            if c is not None:
+                pending[pool.submit(*c)] = c
         while pending:
             fut = next(as_completed(pending))
             pending.pop(fut)
             row = fut.result()
-            with args.log.open("a") as f:
+            with log.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-            print(f"{row['arch']:<20} {row['protocol']} seed {row['seed']} val {row['val_top1']} test "
-                  f"{row['test_top1']} {row['wall_s']:.1f}s load {row['load']:.1f}", flush=True)
-            j = next(it, None)
-            if j is not None:
-                pending[pool.submit(run_job, *j[:4])] = j
-
+            print(line(row), flush=True)
+            c = next(it, None)
+            if c is not None:
+                pending[pool.submit(*c)] = c
 
 if __name__ == "__main__":
     main()
