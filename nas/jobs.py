@@ -82,6 +82,17 @@ class TrialJob:
         return dataclasses.replace(self, **changes)
 
 
+def arch_of_job(job: TrialJob, space: Any) -> Any:
+    """The architecture a job trains: its published variant, or its Optuna parameters replayed in `space`
+    (a SearchSpace, or its raw dict as Ray ships it). The one place a job becomes an ArchConfig."""
+    from nas.space import SearchSpace, parse_space, replay
+    from nas.variants import get_variant
+
+    if job.kind == "baseline":
+        return get_variant(str(job.variant))
+    return replay(job.params, space if isinstance(space, SearchSpace) else parse_space(space, source="run"))
+
+
 @dataclass(frozen=True)
 class Resources:
     """What each job gets from Ray, and how many run at once."""
@@ -94,4 +105,4 @@ class Resources:
         return dataclasses.asdict(self)
 
 
-__all__ = ["TrialJob", "Resources", "trial_id", "KINDS", "STAGES", "RUNG_PREFIX", "rung_stage", "is_confirm_stage"]
+__all__ = ["TrialJob", "arch_of_job", "Resources", "trial_id", "KINDS", "STAGES", "RUNG_PREFIX", "rung_stage", "is_confirm_stage"]

@@ -558,6 +558,8 @@ class RandomTrial:
 # ---------------------------------------------------------------------------------------------------------
 # Budget
 
+DEFAULT_BUDGET = "300M"  # `nas search` and `nas supernet train` without --budget
+DEFAULT_MIN_BUDGET = 0.5  # the budget band's lower edge, as a fraction of the budget
 _BUDGET_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgG]?)\s*$")
 _UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}
 BUDGET_FORMS = "300M, 0.3G, 300e6 or 300000000 (K/M/G suffix, any case; multiply-adds)"

@@ -220,13 +220,13 @@ def test_dry_run_plans_without_training(work, capsys):
 def test_same_seed_same_proposals(tmp_path):
     """Two studies with the same seed propose the same architectures through the real searcher."""
     from nas.space import load_space
-    from nas.tuning import BudgetedOptunaSearch, SearchHooks
+    from nas.tuning import BudgetedSearcher, SearchHooks
 
     space = load_space(TINY)
 
     def proposals(db: Path) -> list[str]:
         hooks = SearchHooks(on_refused=lambda p: None, on_finished=lambda *a: None, known_result=lambda a: None)
-        s = BudgetedOptunaSearch(space=space, budget=3_000_000, min_budget=0.5, objective="top1",
+        s = BudgetedSearcher(space=space, budget=3_000_000, min_budget=0.5, objective="top1",
                                  storage_url=f"sqlite:///{db}", study_name="s", seed=7, trials=6, jobs=[],
                                  hooks=hooks)
         out = []

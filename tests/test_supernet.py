@@ -191,6 +191,32 @@ def test_oneshot_search_end_to_end_with_confirmation_and_extract(work, tmp_path)
     # a front trial, extracted with its inherited weights, trains from them with `nas train --init`
     from nas.export import trial_arch
 
+    # a one-shot search SIGKILLed mid-scoring resumes with every scored architecture kept, none scored twice
+    kill = [*NAS, "search", "--budget", "3M", "--space", TINY, "--proxy", "proxy.yaml", "--results", "results",
+            "--strategy", "oneshot", "--supernet", "results/whole", "--trials", "12", "--name", "oskill", "--no-confirm"]
+    proc = subprocess.Popen(kill, env=ENV, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    kr, before = work / "results" / "oskill", None
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (kr / "trials.parquet").is_file():
+            d = pd.read_parquet(kr / "trials.parquet")
+            done = d[(d["stage"] == "search") & (d["kind"] == "searched") & (d["status"] == "completed")]
+            if len(done) >= 3:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                before = done
+                break
+        time.sleep(0.2)
+    assert before is not None, proc.communicate()[0].decode()[-3000:]
+    r3 = subprocess.run([*NAS, "search", "--resume", str(kr)], env=ENV, capture_output=True, text=True, timeout=300)
+    assert r3.returncode == 0, r3.stdout[-2000:] + r3.stderr[-2000:]
+    after = pd.read_parquet(kr / "trials.parquet")
+    scored = after[(after["stage"] == "search") & (after["kind"] == "searched") & (after["status"] == "completed")]
+    assert len(scored) == 12 and not after.duplicated(["trial", "stage", "seed"]).any()
+    kept = scored.set_index("trial").loc[before["trial"], "finished_at"]
+    assert list(kept) == list(before["finished_at"])  # the rows scored before the kill are the same rows
+
     trial = str(search[search["status"] == "completed"].sort_values("val_top1").iloc[-1]["trial"])
     trial_arch(run, trial).to_yaml(tmp_path / "a.yaml")
     assert main(["supernet", "extract", str(sn), str(tmp_path / "a.yaml"), "--out", str(tmp_path / "x")]) == 0

@@ -120,6 +120,9 @@ def add_resource_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-concurrent", type=int, help="jobs at once (default: as many as the resources allow)")
     p.add_argument("--address", metavar="HOST:PORT|auto", help="run on an existing Ray cluster")
     p.add_argument("--results", default="results", metavar="DIR", help="where run folders go (default results/)")
+    from nas.runtime import add_runtime_arguments
+
+    add_runtime_arguments(p)
 
 
 def plan_confirm_options(plan: Any):
@@ -160,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
                          confirm_protocol=args.confirm_protocol, confirm_width=args.confirm_width,
                          confirm_max_seeds=args.confirm_max_seeds, time_budget_min=args.time_budget,
                          top_steps=args.top_steps, top_seeds=args.top_seeds,
-                         strategy=args.strategy, supernet=args.supernet)
+                         strategy=args.strategy, supernet=args.supernet, precision=args.precision,
+                         memory_format=args.memory_format, compile=args.compile)
     confirm_options(args)  # checked before anything starts
     plan = plan_search(opts, command=command_line())
     copts = plan_confirm_options(plan)

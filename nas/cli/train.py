@@ -38,16 +38,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", metavar="WEIGHTS.pt", help="initial weights (a state_dict, e.g. inherited from a "
                    "supernet: `nas supernet extract`)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from nas.runtime import add_runtime_arguments
+
+    add_runtime_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from nas.data import load_dataset
     from nas.errors import ConfigError
+    from nas.runtime import Runtime
     from nas.train import load_proxy, train_arch
     from nas.variants import resolve_arch
 
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs {args.epochs} is invalid", "pass an integer >= 1")
+    runtime = Runtime(device=args.device, threads=args.threads, precision=args.precision,
+                      memory_format=args.memory_format, compile=args.compile).resolved()
     arch = resolve_arch(args.arch)
     proxy = load_proxy(args.proxy, epochs=args.epochs, seed=args.seed)
     data = load_dataset(args.data)
@@ -68,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
 
     try:
-        result = train_arch(arch, data, proxy, device=args.device, report=report, final=args.final,
-                            threads=args.threads, init=args.init)
+        result = train_arch(arch, data, proxy, report=report, final=args.final, init=args.init, runtime=runtime)
     finally:
         if bar is not None:
             bar.close()
@@ -79,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     record = {"arch": arch.name, "arch_id": arch.arch_id, "madds_m": count_madds(arch) / 1e6,
               "target_resolution": arch.resolution, "dataset": data.name, "data_source": data.source,
               "proxy": proxy.to_dict(), "proxy_hash": proxy.hash, "final": bool(args.final),
+              "runtime": runtime.to_dict(),
               **result.to_dict()}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))

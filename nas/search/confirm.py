@@ -293,7 +293,7 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
             return tuning.run_jobs(todo, hooks, space=plan.space, proxy=rec.proxy_for(todo[0].stage).to_dict(),
                                    data=str(plan.opts.data) if plan.opts.data else plan.dataset.name,
                                    resources=resources, storage_path=d / "ray", on_error=rec.on_error,
-                                   on_start=rec.on_start).interrupted
+                                   on_start=rec.on_start, runtime=plan.runtime).interrupted
         except KeyboardInterrupt:
             return True
 

@@ -116,7 +116,7 @@ def dry_run(plan: SearchPlan, *, confirm_jobs: int = 0, confirm_proxy: Any = Non
     res = choose_resources(cpus=os.cpu_count() or 1, gpus=0, cpus_per_trial=plan.opts.cpus_per_trial,
                            gpus_per_trial=plan.opts.gpus_per_trial or 0, max_concurrent=plan.opts.max_concurrent)
     probe = replay(sc.in_band_params[len(sc.in_band_params) // 2], plan.space) if sc.in_band_params else None
-    cache = BaselineCache(Path(plan.opts.results_root))
+    cache = BaselineCache(Path(plan.opts.results_root), plan.runtime)
     cached = [] if plan.oneshot else [  # one-shot baselines are scored like any proposal, never cached
         b.trial for b in plan.baselines if cache.get(b.arch_id, plan.proxy.hash, plan.dataset.name, seed=b.seed)]
     n = plan.opts.trials + len(plan.baselines) - len(cached)

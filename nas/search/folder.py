@@ -72,6 +72,7 @@ def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
            "created_at": plan.created_at, "command": plan.command, "optuna_storage": "sqlite:///optuna.db",
            "study_name": plan.name, "strategy": o.strategy,
            "supernet": str(plan.supernet) if plan.supernet is not None else None,
+           "runtime": plan.runtime.to_dict(),
            "confirm": (confirm_settings(top_k=o.confirm_top, seeds=o.confirm_seeds, protocol=o.confirm_protocol,
                                         width=o.confirm_width, max_seeds=o.confirm_max_seeds,
                                         time_budget_min=o.time_budget_min, top_steps=o.top_steps,
@@ -85,7 +86,9 @@ def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
     if not plan.resumed:
         R.atomic_write_text(d / "space.yaml", plan.space.to_yaml())
         R.atomic_write_text(d / "proxy.yaml", yaml.safe_dump(plan.proxy.to_dict(), sort_keys=False))
-    R.atomic_write_text(d / "environment.json", json.dumps(environment(), indent=2))
+    env = {**environment(), "runtime": {**plan.runtime.resolved().to_dict(), "threads": resources.get("cpus_per_trial"),
+                                         "key": plan.runtime.key}}
+    R.atomic_write_text(d / "environment.json", json.dumps(env, indent=2))
 
 
 def confirm_settings(*, top_k: int, seeds: int, protocol: str | None, width: float, max_seeds: int,
@@ -112,13 +115,17 @@ def record_confirm_settings(run_dir: Path, **settings: Any) -> None:
 
 class BaselineCache:
     """results/.cache/baselines.parquet: finished baseline rows keyed by (arch_id, proxy_hash, dataset, seed,
-    stage, code_version)."""
+    stage, code_version, runtime): `runtime` is `nas.runtime.Runtime.key` (precision, memory format, compile,
+    device kind), so a figure trained in bf16 or compiled is never reused for an fp32 run."""
 
-    KEY = ("arch_id", "proxy_hash", "dataset", "seed", "stage", "code_version")
+    KEY = ("arch_id", "proxy_hash", "dataset", "seed", "stage", "code_version", "runtime")
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, runtime: Any = None):
+        from nas.runtime import Runtime
+
         self.path = root / CACHE_DIR / BASELINE_CACHE
         self.version = code_version()
+        self.runtime = Runtime.of(runtime).key
 
     def _read(self):
         import pandas as pd
@@ -129,7 +136,7 @@ class BaselineCache:
             df = pd.read_parquet(self.path)
         except Exception:  # a damaged cache is only a cache: retrain
             return None
-        return df if "code_version" in df.columns else None  # written by older code: never trusted
+        return df if {"code_version", "runtime"} <= set(df.columns) else None  # older code's: never trusted
 
     def _match(self, df, key: dict[str, Any]):
         m = None
@@ -144,7 +151,7 @@ class BaselineCache:
         if df is None or not len(df):
             return None
         key = {"arch_id": arch_id, "proxy_hash": proxy_hash, "dataset": dataset, "seed": seed, "stage": stage,
-               "code_version": self.version}
+               "code_version": self.version, "runtime": self.runtime}
         hit = df[self._match(df, key)]
         return None if not len(hit) else hit.iloc[-1].to_dict()
 
@@ -153,9 +160,9 @@ class BaselineCache:
 
         df = self._read()
         new = R.normalize_trials(pd.DataFrame([R.make_row(**row)]))
-        new["code_version"] = self.version
+        new["code_version"], new["runtime"] = self.version, self.runtime
         if df is not None and len(df):
-            key = {**{k: row.get(k) for k in self.KEY}, "code_version": self.version}
+            key = {**{k: row.get(k) for k in self.KEY}, "code_version": self.version, "runtime": self.runtime}
             key["seed"], key["stage"] = int(row.get("seed") or 0), row.get("stage") or "search"
             new = pd.concat([df[~self._match(df, key)], new], ignore_index=True)
         R.atomic_write(self.path, lambda t: new.to_parquet(t, index=False))

@@ -131,7 +131,7 @@ def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: i
                                storage_url=storage_url, study_name=plan.name, storage_path=d / "ray",
                                resources=resources, jobs=pending, early_stop=o.early_stop and not plan.oneshot,
                                supernet=str(plan.supernet) if plan.oneshot else None,
-                               calibration=_calibration_images())
+                               calibration=_calibration_images(), runtime=plan.runtime)
         hooks = tuning.SearchHooks(on_refused=rec.on_refused, on_finished=rec.on_finished,
                                    known_result=rec.known_result)
         t_jobs = time.time()

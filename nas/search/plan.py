@@ -14,7 +14,10 @@ from typing import Any
 from nas import results as R
 from nas.errors import ConfigError, NasError, RunError
 from nas.jobs import Resources, TrialJob
+from nas.runtime import Runtime
 from nas.space import (
+    DEFAULT_BUDGET,
+    DEFAULT_MIN_BUDGET,
     SearchSpace,
     check_budget,
     format_madds,
@@ -24,11 +27,9 @@ from nas.space import (
     parse_space,
 )
 
-DEFAULT_BUDGET = "300M"
 DEFAULT_TRIALS = 12
 DEFAULT_ONESHOT_TRIALS = 200  # one-shot: architectures scored by inherited weights (a few seconds each)
 STRATEGIES = ("multitrial", "oneshot")
-DEFAULT_MIN_BUDGET = 0.5
 OBJECTIVES = ("top1", "pareto")
 SAMPLERS = ("tpe", "nsga2", "random")
 DEFAULT_CONFIRM_TOP = 3
@@ -43,6 +44,11 @@ DEFAULT_CONFIRM_MAX_SEEDS = 14
 DEFAULT_TOP_STEPS: int | None = None
 DEFAULT_TOP_SEEDS = 3
 DEFAULT_TIME_BUDGET_MIN = 15.0  # and the command's planned wall time, the 15 minutes of the default run
+
+
+def runtime_of(o: SearchOptions) -> Runtime:
+    """The run's runtime from its options: CUDA for jobs Ray gives a GPU, the CPU otherwise."""
+    return Runtime(device="auto", precision=o.precision, memory_format=o.memory_format, compile=bool(o.compile))
 
 
 def now() -> str:
@@ -84,6 +90,9 @@ class SearchOptions:
     time_budget_min: float = DEFAULT_TIME_BUDGET_MIN
     strategy: str = "multitrial"
     supernet: str | None = None
+    precision: str = "auto"
+    memory_format: str = "channels_last"
+    compile: bool = False
 
 
 @dataclass
@@ -108,6 +117,11 @@ class SearchPlan:
     @property
     def oneshot(self) -> bool:
         return self.opts.strategy == "oneshot"
+
+    @property
+    def runtime(self) -> Runtime:
+        """How every job of the run computes (each trial's threads are the CPUs Ray gives it)."""
+        return runtime_of(self.opts)
 
     @property
     def budget_m(self) -> float:
@@ -139,6 +153,7 @@ def _check_opts(o: SearchOptions) -> None:
         raise ConfigError(f"--cpus-per-trial {o.cpus_per_trial!r} is invalid", "an integer >= 1")
     if o.name is not None and (not o.name or "/" in o.name or o.name.startswith(".")):
         raise ConfigError(f"--name {o.name!r} is invalid", "a plain folder name such as budget300M-try2")
+    runtime_of(o)  # precision and memory format checked
 
 
 # The options a run folder fixes, with their flags: a resume keeps the run's own values.
@@ -148,7 +163,8 @@ _RUN_SETTINGS = {"budget": "--budget", "space": "--space", "data": "--data", "pr
                  "confirm": "--no-confirm", "confirm_top": "--confirm-top", "confirm_seeds": "--confirm-seeds",
                  "confirm_protocol": "--confirm-protocol", "confirm_width": "--confirm-width",
                  "confirm_max_seeds": "--confirm-max-seeds", "top_steps": "--top-steps", "top_seeds": "--top-seeds",
-                 "time_budget_min": "--time-budget", "strategy": "--strategy", "supernet": "--supernet"}
+                 "time_budget_min": "--time-budget", "strategy": "--strategy", "supernet": "--supernet",
+                 "precision": "--precision", "memory_format": "--memory-format", "compile": "--compile"}
 
 
 def _resume_conflicts(given: SearchOptions, kept: SearchOptions) -> list[str]:
@@ -189,6 +205,10 @@ def options_from_run(run_dir: Path, given: SearchOptions) -> SearchOptions:
     o.baselines = bool(cfg.get("baselines", True))
     o.strategy = cfg.get("strategy", "multitrial")
     o.supernet = cfg.get("supernet")
+    rt = cfg.get("runtime") or {}  # runs made before the runtime object: the defaults they ran with
+    o.precision = str(rt.get("precision", "auto"))
+    o.memory_format = str(rt.get("memory_format", "channels_last"))
+    o.compile = bool(rt.get("compile", False))
     o.results_root = str(run_dir.parent)
     conf = cfg.get("confirm")  # absent in runs made before the confirmation stage: off (`nas confirm` adds it)
     o.confirm = isinstance(conf, dict)

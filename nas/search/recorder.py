@@ -12,7 +12,7 @@ from typing import Any
 
 from nas import results as R
 from nas.config import ArchConfig
-from nas.jobs import TrialJob, is_confirm_stage
+from nas.jobs import TrialJob, arch_of_job, is_confirm_stage
 from nas.search.folder import BaselineCache, params_from_row
 from nas.search.plan import SearchPlan, now
 from nas.space import arch_summary, format_madds, knob_values, replay
@@ -61,7 +61,7 @@ class RunRecorder:
         if (d / R.TRIALS_PARQUET).is_file() or (d / R.TRIALS_CSV).is_file():
             for r in R.read_trials(d).to_dict("records"):
                 self.rows[R.row_key(r)] = r
-        self.cache = BaselineCache(Path(plan.opts.results_root))
+        self.cache = BaselineCache(Path(plan.opts.results_root), plan.runtime)
         self.started: dict[Key, str] = {}
         self.t0 = time.time()
         self.finished_here = 0
@@ -88,14 +88,9 @@ class RunRecorder:
         return None
 
     # -- rows ----------------------------------------------------------------------------------------
-    def arch_of_job(self, job: TrialJob) -> ArchConfig:
-        from nas.variants import get_variant
-
-        return get_variant(str(job.variant)) if job.kind == "baseline" else replay(job.params, self.plan.space)
-
     def base_row(self, job: TrialJob) -> dict[str, Any]:
         p = self.plan
-        arch = self.arch_of_job(job)
+        arch = arch_of_job(job, p.space)
         published = knobs = None
         if job.kind == "baseline":
             from nas.variants import published as published_of

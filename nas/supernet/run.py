@@ -47,8 +47,15 @@ def plan_supernet(o: SupernetOptions) -> tuple[SupernetSettings, Path, bool]:
 
     from nas.config import load_yaml
     from nas.data import load_dataset
-    from nas.search.plan import DEFAULT_BUDGET, DEFAULT_MIN_BUDGET
-    from nas.space import check_budget, format_madds, load_space, parse_budget, parse_fraction
+    from nas.space import (
+        DEFAULT_BUDGET,
+        DEFAULT_MIN_BUDGET,
+        check_budget,
+        format_madds,
+        load_space,
+        parse_budget,
+        parse_fraction,
+    )
     from nas.supernet.sampling import band_pool
     from nas.train import load_proxy
 
@@ -91,9 +98,9 @@ def plan_supernet(o: SupernetOptions) -> tuple[SupernetSettings, Path, bool]:
     if "/" in name or name.startswith("."):
         raise ConfigError(f"--name {name!r} is invalid", "a plain folder name such as supernet-300M")
     if o.address:  # an unreachable cluster fails here, before the run folder exists
-        from nas.tuning import _check_reachable
+        from nas.tuning import check_reachable
 
-        _check_reachable(o.address)
+        check_reachable(o.address)
     d = Path(o.results_root) / name
     if d.exists() and any(d.iterdir()):
         raise RunError(f"run folder {d} already exists",

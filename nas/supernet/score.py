@@ -46,16 +46,72 @@ def calibration_batch(prep: Any, n: int = CALIBRATION_IMAGES) -> torch.Tensor:
 
 
 def score_subnet(net: Supernet, arch: ArchConfig, prep: Any, *, recalibrate: bool = True,
-                 calibration: torch.Tensor | None = None, batch_size: int = 128) -> float:
-    """Top-1 (percent) of `arch` with inherited weights on `prep`'s validation split."""
+                 calibration: torch.Tensor | None = None, batch_size: int = 128, runtime: Any = None) -> float:
+    """Top-1 (percent) of `arch` with inherited weights on `prep`'s validation split. `runtime` (a
+    `nas.runtime.Runtime`) gives the memory format and precision (default channels_last, as the trainer runs:
+    oneDNN's depthwise and 1x1 convolutions are faster in it); the subnet stays on the supernet's device and
+    is never compiled (each one is scored once)."""
+    from nas.runtime import Runtime
     from nas.train import evaluate
 
-    # channels_last, as the trainer runs: oneDNN's depthwise and 1x1 convolutions are faster in it
-    model = extract(net, arch).to(memory_format=torch.channels_last)
+    rt = Runtime.of(runtime)
+    model = extract(net, arch).to(memory_format=rt.torch_memory_format)
     if recalibrate:
-        recalibrate_bn(model, calibration if calibration is not None else calibration_batch(prep),
-                       batch_size=batch_size)
-    return evaluate(model, prep.val_x, prep.val_y, prep, batch_size=batch_size)
+        with rt.autocast(prep.val_x.device.type):
+            recalibrate_bn(model, rt.inputs(calibration if calibration is not None else calibration_batch(prep)),
+                           batch_size=batch_size)
+    return evaluate(model, prep.val_x, prep.val_y, prep, batch_size=batch_size, runtime=rt)
+
+
+_SCORER: dict[str, Any] = {}
+
+
+def scorer_state(supernet: str, proxy: dict[str, Any], data: str, calibration: int) -> tuple[Any, Any, Any]:
+    """The supernet, the search protocol's data and the calibration images, loaded once per process (a
+    worker that scores many architectures holds the supernet once)."""
+    import json
+
+    key = (supernet, json.dumps(proxy, sort_keys=True), data, calibration)
+    if _SCORER.get("key") != key:
+        from nas.train import proxy_from_dict
+        from nas.train.job import dataset
+        from nas.train.pipeline import prepare_data
+
+        _SCORER.clear()
+        net, _ = load_supernet(supernet)
+        prep = prepare_data(dataset(data), proxy_from_dict(proxy))
+        _SCORER.update(key=key, state=(net, prep, calibration_batch(prep, calibration)))
+    return _SCORER["state"]
+
+
+def score_job(job: Any, report: Any, *, space: dict[str, Any], proxy: dict[str, Any], data: str, supernet: str,
+              calibration: int, runtime: Any = None) -> None:
+    """One-shot job (a `nas.jobs.TrialJob`), a plain function of (job, report) like `nas.train.job.train_job`:
+    the architecture's inherited-weight top-1 on the search validation split after BatchNorm recalibration,
+    in one final report. An architecture the supernet does not hold is reported as failed."""
+    import json
+    import time
+
+    from nas.errors import NasError
+    from nas.jobs import arch_of_job
+    from nas.runtime import Runtime
+    from nas.train.job import METRIC, job_base
+
+    rt = Runtime.of(runtime).on_cpu()
+    t0 = time.time()
+    arch = arch_of_job(job, space)
+    base = {**job_base(job, arch.arch_id), "final": True, "epoch": 1, "eval_set": "val"}
+    try:
+        with rt.threads_applied():
+            net, prep, cal = scorer_state(supernet, proxy, data, calibration)
+            top1 = score_subnet(net, arch, prep, calibration=cal, runtime=rt)
+        out = {"status": "completed", METRIC: top1, "best_val_top1": top1, "val_curve": json.dumps([top1]),
+               "error": ""}
+    except NasError as e:  # e.g. an architecture the supernet does not hold: recorded, the search goes on
+        out = {"status": "failed", METRIC: None, "error": e.message[:2000], "val_curve": "[]"}
+    except (RuntimeError, ValueError) as e:
+        out = {"status": "failed", METRIC: None, "error": f"{type(e).__name__}: {e}"[:2000], "val_curve": "[]"}
+    report({**base, **out, "wall_s": time.time() - t0})
 
 
 def weights_path(path: str | Path) -> Path:

@@ -130,18 +130,26 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def train_supernet(s: SupernetSettings, run_dir: Path, *, report: Callable[[dict[str, Any]], None] | None = None,
-                   device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+                   device: str | None = None, threads: int | None = None, runtime: Any = None) -> dict[str, Any]:
     """Train (or continue) the supernet of `s` in `run_dir`; returns the last progress record. Writes
-    CHECKPOINT every `checkpoint_every_s` seconds and at the end, then WEIGHTS."""
+    CHECKPOINT every `checkpoint_every_s` seconds and at the end, then WEIGHTS. `runtime` (a
+    `nas.runtime.Runtime`; `device` and `threads` replace its own) gives the device, threads and precision;
+    the weight-sharing network keeps the contiguous format and is never compiled (its subnet changes every
+    step)."""
     from nas.data import load_dataset
+    from nas.errors import ConfigError
+    from nas.runtime import Runtime
     from nas.space import parse_space
     from nas.train import lr_at, train_step
     from nas.train.pipeline import prepare_data, train_batch
     from nas.train.protocol import proxy_from_dict
 
-    if threads:
-        torch.set_num_threads(threads)
-    dev = torch.device(device)
+    rt = Runtime.of(runtime).replace(device=device, threads=threads).resolved()
+    if rt.compile:
+        raise ConfigError("the supernet cannot be compiled (its subnet changes every step)", "train it without compile")
+    if rt.threads:
+        torch.set_num_threads(int(rt.threads))
+    dev = rt.torch_device
     proxy = proxy_from_dict(s.protocol)
     data = load_dataset(s.data)
     prep = prepare_data(data, proxy, dev)
@@ -182,7 +190,8 @@ def train_supernet(s: SupernetSettings, run_dir: Path, *, report: Callable[[dict
         gen = torch.Generator(device=dev).manual_seed(s.seed * 1_000_003 + step)
         idx = torch.randint(0, n, (bs,), generator=gen, device=dev)
         xb, yb = train_batch(prep, idx, proxy, gen)
-        train_step(sandwich, xb, yb, opt, crit, lr=lr_at(step, total=s.steps, warmup=warmup, base=proxy.lr))
+        train_step(sandwich, xb, yb, opt, crit, lr=lr_at(step, total=s.steps, warmup=warmup, base=proxy.lr),
+                   runtime=rt.replace(memory_format="contiguous"))
         done = step + 1
         if done % 10 == 0 or done == s.steps:
             parts = [float(p) for p in crit.parts]

@@ -2,8 +2,9 @@
 
 Every training step of the tool is `train_step`: the trainer's (`train_epoch`), the dry-run estimate's and
 the benchmarks' (`time_steps`). The optimizer is `make_optimizer`'s fused AdamW or SGD (no weight decay
-on biases, norms and Mobile-Former's global tokens) with warm-up then cosine (`lr_at`); the model and its
-inputs are channels_last on every device; on CUDA the forward pass runs under bf16 autocast.
+on biases, norms and Mobile-Former's global tokens) with warm-up then cosine (`lr_at`). Where and how it
+runs is one `nas.runtime.Runtime` (device, threads, memory format, precision, compile): by default the model
+and its inputs are channels_last on every device, and the forward pass runs under bf16 autocast on CUDA only.
 
 The report contract (how Ray Tune, a progress bar or a test observe training without being imported):
 ``report(metrics)`` is called once per epoch with the keys ``epoch`` (1-based), ``train_loss``,
@@ -17,8 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from torch import nn
 from nas.config import ArchConfig
 from nas.data import ImageData, load_dataset
 from nas.errors import ConfigError
+from nas.runtime import Runtime
 from nas.train.pipeline import PreparedData, normalize, prepare_data, train_batch
 from nas.train.protocol import ProxyConfig, load_proxy
 
@@ -103,14 +104,15 @@ def epoch_shape(prep: PreparedData, proxy: ProxyConfig) -> tuple[int, int]:
 
 
 def train_step(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, opt: torch.optim.Optimizer,
-               crit: nn.Module, *, lr: float | None = None) -> torch.Tensor:
+               crit: nn.Module, *, lr: float | None = None, runtime: Runtime | None = None) -> torch.Tensor:
     """One optimizer step on a prepared batch (see `train_batch`) at `lr` (None: the optimizer's as is);
-    returns the detached loss. bf16 autocast when the batch is on CUDA."""
+    returns the detached loss. Autocast as `runtime` says (default: bf16 on CUDA, fp32 elsewhere)."""
     if lr is not None:
         for g in opt.param_groups:
             g["lr"] = lr
-    with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=xb.device.type == "cuda"):
-        loss = crit(model(xb), yb)
+    rt = Runtime.of(runtime)
+    with rt.autocast(xb.device.type):
+        loss = crit(model(rt.inputs(xb)), yb)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -118,7 +120,7 @@ def train_step(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, opt: torch.
 
 
 def train_epoch(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, opt: torch.optim.Optimizer,
-                crit: nn.Module, generator: torch.Generator, *, epoch: int) -> float:
+                crit: nn.Module, generator: torch.Generator, *, epoch: int, runtime: Runtime | None = None) -> float:
     """Train 1-based `epoch` of the protocol (one seeded permutation of the training images, the learning
     rate of each step from `lr_at`) and return its mean training loss; NonFiniteLoss if it diverges."""
     bs, steps = epoch_shape(prep, proxy)
@@ -131,7 +133,7 @@ def train_epoch(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, opt: t
     loss_sum = torch.zeros((), device=device)
     for i in range(steps):
         xb, yb = train_batch(prep, perm[i * bs:(i + 1) * bs], proxy, generator)
-        loss = train_step(model, xb, yb, opt, crit,
+        loss = train_step(model, xb, yb, opt, crit, runtime=runtime,
                           lr=lr_at((epoch - 1) * steps + i, total=total, warmup=warmup, base=proxy.lr))
         loss_sum += loss.float()
         if (i % check_every == check_every - 1 or i == steps - 1) and not torch.isfinite(loss_sum):
@@ -142,20 +144,22 @@ def train_epoch(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, opt: t
     return float(loss_sum) / steps
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedData, *, batch_size: int) -> float:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedData, *, batch_size: int,
+             runtime: Runtime | None = None) -> float:
     """Top-1 (percent) of `model` on uint8 images `x` (normalised with `prep`'s statistics)."""
-    return evaluate_metrics(model, x, y, prep, batch_size=batch_size)[0]
+    return evaluate_metrics(model, x, y, prep, batch_size=batch_size, runtime=runtime)[0]
 
 
 @torch.inference_mode()  # ~13% faster than no_grad on CPU for these networks (BENCHMARKS.md)
 def evaluate_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedData, *,
-                     batch_size: int) -> tuple[float, float]:
+                     batch_size: int, runtime: Runtime | None = None) -> tuple[float, float]:
     """(top-1 in percent, mean cross-entropy) of `model` on uint8 images `x` and labels `y`."""
+    rt = Runtime.of(runtime)
     model.eval()
     correct, loss = 0, 0.0
     for i in range(0, len(x), batch_size):
-        xb = normalize(x[i:i + batch_size], prep)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+        xb = rt.inputs(normalize(x[i:i + batch_size], prep))
+        with rt.autocast(x.device.type):
             logits = model(xb)
         yb = y[i:i + batch_size]
         correct += int((logits.argmax(1) == yb).sum())
@@ -164,37 +168,21 @@ def evaluate_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: P
     return 100.0 * correct / n, loss / n
 
 
-@contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    prev = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n is not None:
-            torch.set_num_threads(prev)
+def _runtime(runtime: Runtime | dict | None, device: str | torch.device | None, threads: int | None) -> Runtime:
+    """The job's runtime: `runtime` with an explicit `device` or `threads` argument in place of its own."""
+    rt = Runtime.of(runtime).replace(device=None if device is None else str(device), threads=threads)
+    return rt.resolved()
 
 
-def _device(device: str | torch.device) -> torch.device:
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available here", "use --device cpu")
-    return device
-
-
-def _model(arch: ArchConfig, data: ImageData, proxy: ProxyConfig, device: torch.device) -> nn.Module:
-    """The network of `arch` for `data` at the proxy resolution, seeded, channels_last on `device`."""
+def _model(arch: ArchConfig, data: ImageData, proxy: ProxyConfig, runtime: Runtime) -> nn.Module:
+    """The network of `arch` for `data` at the proxy resolution, seeded, placed as `runtime` says (by
+    default channels_last: oneDNN's depthwise and 1x1 convolutions run ~12-18% faster in it on this CPU,
+    BENCHMARKS.md; cuDNN's with bf16 too)."""
     from nas.builder import build_model
 
     torch.manual_seed(proxy.seed)
     model = build_model(arch, num_classes=data.num_classes, in_chans=data.in_chans, input_size=proxy.resolution)
-    # channels_last on every device: oneDNN's depthwise and 1x1 convolutions run ~12-18% faster in it
-    # on this CPU (BENCHMARKS.md), cuDNN's with bf16 too.
-    model = model.to(device, memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    return model
+    return runtime.place(model)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -202,12 +190,14 @@ def _model(arch: ArchConfig, data: ImageData, proxy: ProxyConfig, device: torch.
 
 
 def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: ProxyConfig | None = None, *,
-               device: str | torch.device = "cpu", report: Report | None = None, final: bool = False,
-               threads: int | None = None, init: str | Path | dict | None = None) -> TrainResult:
+               device: str | torch.device | None = None, report: Report | None = None, final: bool = False,
+               threads: int | None = None, init: str | Path | dict | None = None,
+               runtime: Runtime | dict | None = None) -> TrainResult:
     """Proxy-train `arch` on `data` (an ImageData, or a dataset name/path) under `proxy` (default protocol
     if None) and return a TrainResult; see the module docstring for the report contract. `final` also
     scores the test split. `init` (a state_dict or its file, e.g. from `nas supernet extract`) replaces the
-    initial weights.
+    initial weights. `runtime` says where and how it runs (default: `Runtime()`, fp32 channels_last on the
+    CPU); `device` and `threads`, when given, replace the runtime's own.
 
     Status: ``completed``; ``nan`` (a non-finite loss ended training, with a message); ``early_stopped``
     (`report` returned "stop"); ``failed`` (the network raised while training, e.g. out of memory; the
@@ -220,20 +210,22 @@ def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: Prox
     proxy = proxy or load_proxy()
     if not isinstance(data, ImageData):
         data = load_dataset(data)
-    device = _device(device)
+    rt = _runtime(runtime, device, threads)
+    device = rt.torch_device
     t_start = time.perf_counter()
     result = TrainResult(status="failed", arch_id=arch.arch_id, proxy_hash=proxy.hash, dataset=data.name,
                          device=str(device))
-    with _threads(threads):
+    with rt.threads_applied():
         try:
             prep = prepare_data(data, proxy, device, final=final)
-            model = _model(arch, data, proxy, device)
+            model = _model(arch, data, proxy, rt)
             if init is not None:
                 load_init(model, init)
             result.params = count_params(model)
-            _train(model, prep, proxy, report, result, t_start)
+            _train(model, prep, proxy, report, result, t_start, rt)
             if final and result.status == "completed":
-                result.test_top1 = evaluate(model, prep.test_x, prep.test_y, prep, batch_size=2 * proxy.batch_size)
+                result.test_top1 = evaluate(model, prep.test_x, prep.test_y, prep, batch_size=2 * proxy.batch_size,
+                                            runtime=rt)
         except NonFiniteLoss as e:
             result.status = "nan"
             result.error = str(e)
@@ -268,7 +260,7 @@ def load_init(model: nn.Module, init: str | Path | dict) -> None:
 
 
 def _train(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, report: Report | None,
-           result: TrainResult, t_start: float) -> None:
+           result: TrainResult, t_start: float, runtime: Runtime) -> None:
     """The epochs of `train_arch`: train, validate, record into `result`, report."""
     bs, steps = epoch_shape(prep, proxy)
     opt = make_optimizer(model, proxy)
@@ -277,10 +269,10 @@ def _train(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, report: Rep
     train_time = 0.0
     for epoch in range(1, proxy.epochs + 1):
         t0 = time.perf_counter()
-        loss = train_epoch(model, prep, proxy, opt, crit, gen, epoch=epoch)
+        loss = train_epoch(model, prep, proxy, opt, crit, gen, epoch=epoch, runtime=runtime)
         dt = time.perf_counter() - t0
         train_time += dt
-        val, val_loss = evaluate_metrics(model, prep.val_x, prep.val_y, prep, batch_size=2 * bs)
+        val, val_loss = evaluate_metrics(model, prep.val_x, prep.val_y, prep, batch_size=2 * bs, runtime=runtime)
         metrics = {"epoch": epoch, "train_loss": loss, "val_top1": val, "val_loss": val_loss,
                    "images_per_s": steps * bs / dt,
                    "elapsed_s": time.perf_counter() - t_start}
@@ -296,17 +288,19 @@ def _train(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, report: Rep
 
 
 def time_steps(arch: ArchConfig | str, proxy: ProxyConfig, data: ImageData, *, steps: int = 2,
-               threads: int | None = None, device: str | torch.device = "cpu") -> float:
+               threads: int | None = None, device: str | torch.device | None = None,
+               runtime: Runtime | dict | None = None) -> float:
     """Seconds per training image of `arch` under `proxy`: the fastest of `steps` timed training steps
     after one warm-up step, each exactly the trainer's (its data subset, augmentation, normalisation,
-    fused optimizer and channels_last). Nothing is validated or kept."""
+    fused optimizer and runtime). Nothing is validated or kept."""
     from nas.variants import resolve_arch
 
     arch = resolve_arch(arch)
-    device = _device(device)
-    with _threads(threads):
+    rt = _runtime(runtime, device, threads)
+    device = rt.torch_device
+    with rt.threads_applied():
         prep = prepare_data(data, proxy, device)
-        model = _model(arch, data, proxy, device).train()
+        model = _model(arch, data, proxy, rt).train()
         opt = make_optimizer(model, proxy)
         crit = nn.CrossEntropyLoss(label_smoothing=proxy.label_smoothing)
         gen = torch.Generator(device=device).manual_seed(proxy.seed + 1)
@@ -316,7 +310,7 @@ def time_steps(arch: ArchConfig | str, proxy: ProxyConfig, data: ImageData, *, s
             idx = torch.randperm(len(prep.train_x), generator=gen, device=device)[:bs]
             t = time.perf_counter()
             xb, yb = train_batch(prep, idx, proxy, gen)
-            train_step(model, xb, yb, opt, crit)
+            train_step(model, xb, yb, opt, crit, runtime=rt)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if i > 0:

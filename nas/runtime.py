@@ -1,0 +1,158 @@
+"""Where and how networks run: one frozen object for the trainer, the one-shot scorer and the supernet.
+
+`Runtime` holds the device, the torch threads per job, the memory format, the precision and whether the
+model is compiled. A run records it in run.yaml (`runtime:`) and environment.json, and the cross-run cache of
+baseline results keys on `Runtime.key`: a figure trained in bf16 or compiled is never reused for an fp32 run.
+
+Defaults are what BENCHMARKS.md measured on CPU ("Training speed: profile and options tried"): fp32 and
+channels_last (oneDNN's depthwise and 1x1 convolutions are 12-18% faster in it), no compile (1.67x per step
+but ~320 s to compile a Mobile-Former, more than a 512-step job takes). ``precision: auto`` is bf16 autocast
+on CUDA, fp32 elsewhere (this CPU has no native bf16); ``device: auto`` is CUDA where there is one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from nas.errors import ConfigError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+MEMORY_FORMATS = ("channels_last", "contiguous")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a job runs (see the module docstring). `threads` None leaves torch's setting as it is."""
+
+    device: str = "cpu"
+    threads: int | None = None
+    memory_format: str = "channels_last"
+    precision: str = "auto"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}",
+                              "use --precision fp32 (the default on CPU) or bf16")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise ConfigError(f"memory format {self.memory_format!r} is not one of {', '.join(MEMORY_FORMATS)}",
+                              "use --memory-format channels_last (the default) or contiguous")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ConfigError(f"threads {self.threads} must be at least 1", "give a positive thread count")
+        dev = str(self.device)
+        if dev != "auto" and dev.split(":")[0] not in ("cpu", "cuda", "mps"):
+            raise ConfigError(f"device {dev!r} is not cpu, cuda, cuda:N or auto", "use --device cpu or cuda")
+
+    @classmethod
+    def of(cls, value: Runtime | dict[str, Any] | None) -> Runtime:
+        """A Runtime from itself, its dict (`to_dict`, as run.yaml and Ray carry it) or None (the defaults)."""
+        if value is None:
+            return cls()
+        if isinstance(value, Runtime):
+            return value
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise ConfigError(f"unknown runtime setting(s) {', '.join(unknown)}", f"use only {', '.join(sorted(names))}")
+        return cls(**value)
+
+    def replace(self, **changes: Any) -> Runtime:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def on_cpu(self) -> Runtime:
+        return dataclasses.replace(self, device="cpu")
+
+    def resolved(self) -> Runtime:
+        """`auto` settings made concrete on this machine (device: CUDA if any; precision: bf16 on CUDA)."""
+        import torch
+
+        dev = self.device
+        if dev == "auto":
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        elif dev.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {dev!r} requested but CUDA is not available here", "use --device cpu")
+        prec = self.precision
+        if prec == "auto":
+            prec = "bf16" if dev.startswith("cuda") else "fp32"
+        return dataclasses.replace(self, device=dev, precision=prec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def key(self) -> str:
+        """What changes how a network computes (resolved precision, memory format, compile, device kind): the
+        baseline cache keys on it. Threads are left out: they change only the order of float sums."""
+        r = self.resolved()
+        d = {**r.to_dict(), "device": r.device.split(":")[0]}
+        d.pop("threads")
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+    # -- what the trainer, scorer and supernet use ------------------------------------------------------
+    @property
+    def torch_device(self) -> Any:
+        import torch
+
+        return torch.device(self.resolved().device)
+
+    @property
+    def torch_memory_format(self) -> Any:
+        import torch
+
+        return torch.channels_last if self.memory_format == "channels_last" else torch.contiguous_format
+
+    def autocast(self, device_type: str) -> Any:
+        """The autocast context of this runtime's precision for tensors on `device_type`."""
+        import torch
+
+        bf16 = self.resolved().precision == "bf16"
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16)
+
+    def place(self, model: Any) -> Any:
+        """`model` on this runtime's device in its memory format, compiled if asked."""
+        import torch
+
+        model = model.to(self.torch_device, memory_format=self.torch_memory_format)
+        if self.torch_device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        if self.compile:
+            model = torch.compile(model)
+        return model
+
+    def inputs(self, x: Any) -> Any:
+        """A batch in this runtime's memory format."""
+        return x.contiguous(memory_format=self.torch_memory_format) if x.dim() == 4 else x
+
+    @contextmanager
+    def threads_applied(self) -> Iterator[None]:
+        """torch's intra-op threads set to `threads` for the block (restored after)."""
+        import torch
+
+        prev = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(int(self.threads))
+        try:
+            yield
+        finally:
+            if self.threads is not None:
+                torch.set_num_threads(prev)
+
+
+def add_runtime_arguments(p: Any) -> None:
+    """The runtime flags of `nas train` and `nas search` (argparse)."""
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto (default): bf16 autocast on CUDA, fp32 on CPU; fp32; bf16 (autocast: fast only where "
+                        "the CPU has native bf16, and it can change verdicts)")
+    p.add_argument("--memory-format", choices=MEMORY_FORMATS, default="channels_last",
+                   help="tensor layout of the network and its inputs (default channels_last: faster convolutions)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile each network (pays only on long jobs: ~320 s to compile a Mobile-Former on CPU)")
+
+
+__all__ = ["Runtime", "PRECISIONS", "MEMORY_FORMATS", "add_runtime_arguments"]

@@ -1,0 +1,109 @@
+"""The runtime object (device, threads, memory format, precision, compile) and the Ray-free jobs it runs,
+through the real trainer, scorer-free paths and the real baseline cache; the tuning package's shape."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nas.errors import ConfigError
+from nas.jobs import TrialJob
+from nas.runtime import Runtime
+from nas.train import train_arch
+from tests.test_proxy import QUICK, TINY, synthetic
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_runtime_checks_its_settings_and_resolves_auto():
+    for bad in ({"precision": "fp8"}, {"memory_format": "nhwc"}, {"threads": 0}, {"device": "tpu"}):
+        with pytest.raises(ConfigError):
+            Runtime(**bad)
+    with pytest.raises(ConfigError, match="unknown runtime setting"):
+        Runtime.of({"precision": "fp32", "fast": True})
+    r = Runtime(device="auto").resolved()
+    assert r.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert r.precision == ("bf16" if torch.cuda.is_available() else "fp32")
+    assert Runtime.of(Runtime(precision="bf16").to_dict()) == Runtime(precision="bf16")
+
+
+def test_runtime_key_follows_what_changes_the_numbers_not_threads():
+    base = Runtime()
+    assert base.key == Runtime(threads=2).key == Runtime(precision="fp32").key  # auto is fp32 on the CPU
+    assert len({base.key, Runtime(precision="bf16").key, Runtime(memory_format="contiguous").key,
+                Runtime(compile=True).key}) == 4
+
+
+def test_trainer_runs_in_the_runtime_it_is_given():
+    data = synthetic()
+    p = QUICK.replace(epochs=1)
+    a = train_arch(TINY, data, p, runtime=Runtime(threads=1))
+    b = train_arch(TINY, data, p, threads=1)  # the explicit argument and the runtime's field are one thing
+    assert a.status == b.status == "completed"
+    assert a.history[0]["train_loss"] == b.history[0]["train_loss"]
+    # contiguous: the same network and data, another layout; same loss to float tolerance
+    c = train_arch(TINY, data, p, runtime=Runtime(threads=1, memory_format="contiguous"))
+    assert c.history[0]["train_loss"] == pytest.approx(a.history[0]["train_loss"], rel=1e-3, abs=1e-4)
+    # bf16 autocast on the CPU really runs in bf16: the loss moves, a little
+    d = train_arch(TINY, data, p, runtime=Runtime(threads=1, precision="bf16"))
+    assert d.status == "completed", d.error
+    assert d.history[0]["train_loss"] != a.history[0]["train_loss"]
+    assert d.history[0]["train_loss"] == pytest.approx(a.history[0]["train_loss"], rel=0.05)
+
+
+def test_a_train_job_is_a_plain_function_of_job_and_report(tmp_path, monkeypatch):
+    """The job Ray runs, run without Ray: epoch reports, then one final report with the result."""
+    from nas.train import job as jobmod
+
+    monkeypatch.setitem(jobmod._DATA_CACHE, "quadrants", synthetic())
+    job = TrialJob(kind="baseline", trial="b0", arch_id="", madds_m=0.0, variant="mobilevit_xxs", seed=3,
+                   evaluate_test=True)
+    from nas.variants import get_variant
+
+    job = job.replace(arch_id=get_variant("mobilevit_xxs").arch_id)
+    seen: list[dict] = []
+    jobmod.train_job(job, seen.append, space={}, proxy=QUICK.replace(epochs=2, resolution=16).to_dict(),
+                     data="quadrants", runtime=Runtime(threads=1).to_dict())
+    assert [m.get("epoch") for m in seen] == [1, 2, 2] and seen[-1]["final"] and not seen[0].get("final")
+    last = seen[-1]
+    assert last["status"] == "completed" and last["seed"] == 3 and last["trial"] == "b0"
+    assert last["test_top1"] is not None and last["eval_set"] == "test"
+    # a replay that does not give the proposed architecture is reported, not raised
+    seen.clear()
+    jobmod.train_job(job.replace(arch_id="not-this-one"), seen.append, space={}, proxy=QUICK.to_dict(),
+                     data="quadrants")
+    assert len(seen) == 1 and seen[0]["status"] == "failed" and "replay gave arch" in seen[0]["error"]
+
+
+def test_ray_free_jobs_import_no_ray_and_nothing_reads_private_framework_state():
+    code = ("import sys, nas.train.job, nas.supernet.score, nas.supernet.run, nas.jobs, nas.runtime; "
+            "print('ray' in sys.modules, 'nas.search' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    # no Ray behind the jobs, and the supernet runner no longer imports the search (the old import circle)
+    assert out.stdout.split() == ["False", "False"]
+    for path in sorted((ROOT / "nas" / "tuning").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        own = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}  # our own private methods
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module != "__future__":
+                assert not any(part.startswith("_") for part in node.module.split(".")), (path.name, node.module)
+                assert not any(a.name.startswith("_") for a in node.names), (path.name, node.module)
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                # only our own private methods (never a Ray or Optuna object's state, inherited or not)
+                assert ast.unparse(node.value) == "self" and node.attr in own, f"{path.name}: {ast.unparse(node)}"
+
+def test_the_baseline_cache_keys_on_the_runtime(tmp_path):
+    from nas.search.folder import BaselineCache
+
+    row = {"trial": "mobilevit_xxs", "stage": "search", "seed": 0, "arch_id": "abc", "proxy_hash": "p",
+           "dataset": "d", "status": "completed", "val_top1": 71.0, "kind": "baseline"}
+    BaselineCache(tmp_path).put(row)
+    assert BaselineCache(tmp_path).get("abc", "p", "d")["val_top1"] == 71.0
+    assert BaselineCache(tmp_path, Runtime(threads=2)).get("abc", "p", "d") is not None
+    assert BaselineCache(tmp_path, Runtime(precision="bf16")).get("abc", "p", "d") is None
+    assert BaselineCache(tmp_path, Runtime(memory_format="contiguous")).get("abc", "p", "d") is None
