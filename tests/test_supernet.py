@@ -168,6 +168,7 @@ def test_oneshot_search_end_to_end_with_confirmation_and_extract(work, tmp_path)
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600, cwd=work)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "scored by inherited weights" in r.stdout and "trust meter:" in r.stdout
+    assert "not shown to beat MAdds alone" in r.stdout  # said where the user chose the one-shot strategy
     run = work / "results" / "os"
     df = pd.read_parquet(run / "trials.parquet")
     search = df[(df["stage"] == "search") & (df["kind"] == "searched")]
