@@ -111,7 +111,7 @@ class Runtime:
         """The autocast context of this runtime's precision for tensors on `device_type`."""
         import torch
 
-        bf16 = self.resolved().precision == "bf16"
+        bf16 = self.precision == "bf16" or (self.precision == "auto" and device_type == "cuda")
         return torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16)
 
     def place(self, model: Any) -> Any:

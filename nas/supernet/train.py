@@ -150,6 +150,7 @@ def train_supernet(s: SupernetSettings, run_dir: Path, *, report: Callable[[dict
     if rt.threads:
         torch.set_num_threads(int(rt.threads))
     dev = rt.torch_device
+    step_rt = rt.replace(memory_format="contiguous")  # the weight-sharing net's layout (see the docstring)
     proxy = proxy_from_dict(s.protocol)
     data = load_dataset(s.data)
     prep = prepare_data(data, proxy, dev)
@@ -191,7 +192,7 @@ def train_supernet(s: SupernetSettings, run_dir: Path, *, report: Callable[[dict
         idx = torch.randint(0, n, (bs,), generator=gen, device=dev)
         xb, yb = train_batch(prep, idx, proxy, gen)
         train_step(sandwich, xb, yb, opt, crit, lr=lr_at(step, total=s.steps, warmup=warmup, base=proxy.lr),
-                   runtime=rt.replace(memory_format="contiguous"))
+                   runtime=step_rt)
         done = step + 1
         if done % 10 == 0 or done == s.steps:
             parts = [float(p) for p in crit.parts]
