@@ -213,7 +213,7 @@ def test_dry_run_plans_without_training(work, capsys):
                  "--results", str(work / "dry")])
     out = capsys.readouterr().out
     assert code == 0 and "of the space fits" in out and "estimate:" in out and "search stage: 12 searched" in out
-    assert "confirm stage: top 3 candidates + 0 baselines x 3 paired seeds" in out
+    assert "confirm stage: top 3 candidates + 0 baselines x 2 paired seeds" in out
     assert not (work / "dry").exists()
 
 
@@ -446,21 +446,27 @@ def test_headline_verdict_gets_its_planned_paired_seeds(tmp_path):
 @pytest.mark.slow
 def test_ladder_top_rung_carries_the_verdict_and_climbs_further(tmp_path):
     """The first rung (32 steps here) picks the pair; the top rung (--top-steps 64) retrains the headline
-    candidate and its two best published references with paired seeds, and the verdicts printed and written
-    are that rung's, each with its trend. `nas confirm RUN --steps 96` adds a rung and trains only it; a
+    candidate and its two best published references with paired seeds, then gives the headline pair (chosen
+    again on the rung's first seeds) a third seed, and the verdicts printed and written are that rung's, each
+    with its trend. `nas confirm RUN --steps 96` adds a rung and trains only it; a
     SIGKILL during that rung, then the same `nas confirm` again, keeps every finished job and trains none twice."""
     run = tmp_path / "results" / "ladder"
-    cmd = [*_headline_setup(tmp_path), "--name", "ladder", "--top-steps", "64", "--top-seeds", "2"]
+    cmd = [*_headline_setup(tmp_path), "--name", "ladder", "--top-steps", "64", "--top-seeds", "2",
+           "--confirm-width", "0"]
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     df = _trials(run)
     top = df[df["stage"] == "confirm@64"]
     first = df[df["stage"] == "confirm"]
     assert len(top) and top["status"].eq("completed").all() and top["test_top1"].notna().all()
-    assert set(top["steps"]) == {64} and set(first["steps"]) == {32} and set(top["seed"]) == {0, 1}
+    assert set(top["steps"]) == {64} and set(first["steps"]) == {32} and set(top["seed"]) == {0, 1, 2}
     v = pd.read_csv(run / "verdicts.csv")
     head = v[v["headline"]].iloc[0]
-    assert head["steps"] == 64 and head["stage"] == "confirm@64" and head["n"] == 2
+    assert head["steps"] == 64 and head["stage"] == "confirm@64" and head["n"] == 3
+    top_seeds = {t: sorted(g["seed"]) for t, g in top.groupby("trial")}
+    pair = {head["trial"], head["reference"]}
+    assert all(s == ([0, 1, 2] if t in pair else [0, 1]) for t, s in top_seeds.items()), top_seeds
+    assert "a top-rung claim takes at least 3" in r.stdout
     assert head["trend"] in ("holds", "shrinks", "reverses", "unresolved")
     assert head["rungs"].startswith("32: ") and "; 64: " in head["rungs"]
     assert {head["trial"], head["reference"]} <= set(top["trial"])
@@ -470,7 +476,7 @@ def test_ladder_top_rung_carries_the_verdict_and_climbs_further(tmp_path):
     # climbing further: a 96-step rung, killed once it has a finished job, then the same command again: only
     # its jobs train, every finished row (of any rung) is kept as it was and none is trained twice
     climb = [*NAS, "confirm", str(run), "--confirm-top", "2", "--confirm-seeds", "2", "--steps", "96",
-             "--top-seeds", "2", "--max-concurrent", "1"]
+             "--top-seeds", "2", "--confirm-width", "0", "--max-concurrent", "1"]
     killed = _kill_once(climb, run, lambda df: ((df["stage"] == "confirm@96") & (df["status"] == "completed")).any(),
                         timeout=600)
     before = killed[killed["status"] == "completed"].set_index(["trial", "stage", "seed"])["finished_at"]

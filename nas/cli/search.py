@@ -17,7 +17,7 @@ Each finished job is written to results/<name>/ at once; `--resume results/<name
 by Ctrl-C or a kill (in either stage) without retraining anything.
 
 examples:
-  nas search --budget 300M                              # search + confirmation (about 15 min on 2 cores)
+  nas search --budget 300M                              # search + confirmation ladder (about 20 min on 2 cores)
   nas search --budget 300M --dry-run                    # share of the space in band, plan, time estimate
   nas search --budget 0.3G --objective pareto --trials 24 --name mf-vit-300
   nas search --budget 300M --sampler random --no-confirm
@@ -94,7 +94,8 @@ def add_confirm_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"paired seeds per confirmed architecture (default {DEFAULT_SEEDS})")
     p.add_argument("--confirm-width", type=float, default=DEFAULT_WIDTH, metavar="POINTS",
                    help="then give the headline verdict (best candidate vs its published reference) the paired "
-                        "seeds that the first seeds' noise says a 95%% interval within POINTS needs (default "
+                        "seeds that its rung's first seeds' noise says a 95%% interval within POINTS needs, at the "
+                        "rung that carries the claim (the top rung, where it gets at least 3 anyway; default "
                         f"{DEFAULT_WIDTH:g}; 0: no extra seeds)")
     p.add_argument("--confirm-max-seeds", type=int, default=DEFAULT_MAX_SEEDS, metavar="N",
                    help=f"most paired seeds the headline pair gets (default {DEFAULT_MAX_SEEDS})")
@@ -107,7 +108,8 @@ def add_confirm_arguments(p: argparse.ArgumentParser) -> None:
                         "seeds; its verdicts are the ones printed (default: 4x the first rung's steps, at least "
                         "512; 0: no top rung). On a finished run, `nas confirm RUN --steps N` adds a rung")
     p.add_argument("--top-seeds", type=int, default=DEFAULT_TOP_SEEDS, metavar="N",
-                   help=f"paired seeds of each architecture at the top rung (default {DEFAULT_TOP_SEEDS})")
+                   help=f"paired seeds of each architecture at the top rung (default {DEFAULT_TOP_SEEDS}; the "
+                        "headline pair then gets at least 3, more as --confirm-width and --time-budget allow)")
     p.add_argument("--confirm-protocol", metavar="PATH|NAME",
                    help="confirm protocol YAML or shipped name (default: the shipped confirm protocol)")
     p.add_argument("--no-confirm", dest="confirm", action="store_false",
@@ -178,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         top = top_steps(cproxy.steps, copts.top_steps) if copts and plan.baselines else 0
         for line in format_dry_run(dry_run(plan, confirm_jobs=n_confirm, confirm_proxy=cproxy, headline_jobs=extra,
                                            top_jobs=TYPICAL_TOP_ARCHS * copts.top_seeds if top else 0,
-                                           top_proxy=cproxy.stretched(top) if top else None), copts):
+                                           top_proxy=cproxy.stretched(top) if top else None, copts=copts), copts):
             print(line)
         return 0
     extra = (copts.top_k + len(plan.baselines)) * copts.seeds if copts else 0
@@ -214,7 +216,8 @@ def confirm_stage(plan: Any, copts: Any, *, dashboard: Any, resources: Any = Non
                   f"on the {plan.dataset.name} test split: {pending} of {len(jobs)} jobs to train", flush=True)
             if copts.extra_jobs:
                 budget = f" and what fits {copts.time_budget_s / 60:g} min" if copts.time_budget_s else ""
-                print(f"then the headline verdict gets the paired seeds that the first {copts.seeds}'s noise says a "
+                rung = "the top rung's" if copts.top_steps != 0 else f"the first {copts.seeds}"
+                print(f"then the headline verdict gets the paired seeds that {rung} noise says a "
                       f"+-{copts.width:g}-point 95% interval needs (at most {copts.max_seeds}{budget})", flush=True)
 
         return run_confirm(plan, copts, resources=res, dashboard=dashboard, on_progress=print_progress,
@@ -301,20 +304,24 @@ def format_dry_run(dr: Any, copts: Any = None) -> list[str]:
         out.append(f"confirm stage: top {copts.top_k} candidates + {len(p.baselines)} baselines x {copts.seeds} paired "
                    f"seeds, scored on the {p.dataset.name} test split")
         out.append(f"  ~{dr.confirm.job_s:.0f} s per job, {dr.confirm.jobs} jobs: ~{fmt_s(dr.confirm.wall_s)}")
-        if dr.headline is not None:
-            fit = f" and what fits --time-budget {copts.time_budget_s / 60:g} min" if copts.time_budget_s else ""
-            out.append(f"  then the headline verdict: the paired seeds a +-{copts.width:g}-point interval needs, at most "
-                       f"{copts.max_seeds}{fit}: up to {dr.headline.jobs} more jobs, ~{fmt_s(dr.headline.wall_s)}")
     if dr.top is not None:
-        out.append(f"top rung of the ladder: {dr.top_steps} training steps (the verdicts printed are this rung's), "
-                   f"~{dr.top.jobs // max(1, copts.top_seeds)} architectures x {copts.top_seeds} paired seeds")
+        from nas.search.ladder import MIN_HEADLINE_SEEDS
+
+        then = (f", then the headline pair to {MIN_HEADLINE_SEEDS}" if copts.top_seeds < MIN_HEADLINE_SEEDS else "")
+        out.append(f"top rung of the ladder: {dr.top_steps} training steps (the verdicts printed are this rung's): "
+                   f"the headline candidate, the other family's best and their best published references x "
+                   f"{copts.top_seeds} paired seeds{then}")
         out.append(f"  ~{dr.top.job_s:.0f} s per job, ~{dr.top.jobs} jobs: ~{fmt_s(dr.top.wall_s)}")
+    if dr.headline is not None:
+        fit = f" and what fits --time-budget {copts.time_budget_s / 60:g} min" if copts.time_budget_s else ""
+        out.append(f"  then the headline verdict: the paired seeds a +-{copts.width:g}-point interval needs, at most "
+                   f"{copts.max_seeds}{fit}: up to {dr.headline.jobs} more jobs, ~{fmt_s(dr.headline.wall_s)}")
     out.append(f"resources: {r.max_concurrent} concurrent x {r.cpus_per_trial} CPU (+{r.gpus_per_trial:g} GPU) per job")
     most = dr.max_wall_s if not (copts and copts.time_budget_s) else max(dr.est_wall_s, min(dr.max_wall_s,
                                                                                          copts.time_budget_s))
     upto = f", up to ~{fmt_s(most)} if the headline needs its most seeds" if dr.headline is not None else ""
-    out.append(f"estimate: ~{fmt_s(dr.est_wall_s)} wall on this machine{upto} (timed real train steps of an "
-               "in-band network; nothing trained)")
+    out.append(f"estimate: ~{fmt_s(dr.est_wall_s)} wall on this machine{upto} (timed real training steps of an "
+               "in-band network and of the band's published variants; nothing trained)")
     return out
 
 

@@ -88,8 +88,13 @@ class ConfirmOptions:
 
     @property
     def extra_jobs(self) -> int:
-        """The most jobs the headline's extra seeds can add (two architectures)."""
-        return 2 * max(0, self.max_seeds - self.seeds) if self.width > 0 else 0
+        """The most jobs the headline's extra seeds can add (two architectures), at the rung that carries the
+        claim: the top rung (at least `MIN_HEADLINE_SEEDS` there), or the first when there is none."""
+        from nas.search.ladder import MIN_HEADLINE_SEEDS
+
+        top = self.top_steps != 0
+        most = max(MIN_HEADLINE_SEEDS if top else 0, self.max_seeds if self.width > 0 else 0)
+        return 2 * max(0, most - (self.top_seeds if top else self.seeds))
 
 
 def select_candidates(df: Any, top_k: int) -> list[str]:
@@ -145,54 +150,62 @@ def confirm_jobs(plan: SearchPlan, df: Any, opts: ConfirmOptions) -> list[TrialJ
     return [j for t in trials for j in _arch_jobs(plan, search, t, range(opts.seeds))]
 
 
-def _job_s(df: Any, trial: str) -> float:
-    """Mean seconds per confirm job of `trial` so far (its first-stage rows), Ray's overhead included."""
-    c = df[(df["trial"] == trial) & (df["stage"] == "confirm") & df["wall_s"].notna()]
+def _job_s(df: Any, trial: str, stage: str = "confirm") -> float:
+    """Mean seconds per job of `trial` at rung `stage` so far, Ray's overhead included."""
+    c = df[(df["trial"] == trial) & (df["stage"] == stage) & df["wall_s"].notna()]
     return float(c["wall_s"].mean()) + JOB_OVERHEAD_S if len(c) else math.nan
 
 
 def headline_jobs(plan: SearchPlan, df: Any, opts: ConfirmOptions, *, seconds_left: float = math.inf,
-                  slots: int = 1) -> tuple[list[TrialJob], str]:
-    """The headline pair's extra paired seeds, planned once from the first stage, and a line saying why.
+                  slots: int = 1, stage: str = "confirm", floor: int = 0) -> tuple[list[TrialJob], str]:
+    """The headline pair's extra paired seeds at rung `stage` (the rung that carries the claim), planned once
+    from that rung's first seeds, and a line saying why.
 
-    The pair (`nas.verdicts.headline`, chosen on the seeds every architecture has) gets the fewest seeds
-    whose 95% t interval would be within `opts.width` for the paired-difference SD pooled over every pair of
-    first-stage architectures; at most `opts.max_seeds`, and at most what `seconds_left` allows at the
-    pair's first-stage job times on `slots` concurrent jobs. The count never looks at the pair's own
-    difference: stopping when its own interval happens to look narrow would make the printed 95% intervals
-    cover less than 95% (~91% in bench/headline_coverage.py at this noise). Nothing when there is no
-    headline or its pair already has that many seeds."""
+    The pair (`nas.verdicts.headline`, chosen on the seeds every architecture of the rung has) gets at least
+    `floor` seeds whatever the time (the top rung's claim is never made on fewer than
+    `nas.search.ladder.MIN_HEADLINE_SEEDS`), then the fewest seeds whose 95% t interval would be within
+    `opts.width` for the paired-difference SD pooled over every pair of the rung's architectures; at most
+    `opts.max_seeds`, and at most what `seconds_left` allows at the pair's job times on the rung, on `slots`
+    concurrent jobs. The count never looks at the pair's own difference: stopping when its own interval
+    happens to look narrow would make the printed 95% intervals cover less than 95% (~91% in
+    bench/headline_coverage.py at this noise). Nothing when there is no headline or its pair already has
+    that many seeds."""
     from nas import stats as S
     from nas import verdicts as V
 
-    if opts.width <= 0:
+    if opts.width <= 0 and floor <= 0:
         return [], ""
-    accs = V.seed_accuracies(df)
-    h = V.headline(V.verdict_table(df, accs=accs))
+    accs = V.seed_accuracies(df, stage)
+    h = V.headline(V.verdict_table(df, accs=accs, stage=stage))
     if h is None:
         return [], ""
     first = V.base_seeds(accs)
     have = int(h["n"])
     sd, _ = S.paired_noise_sd(accs, first)
-    need = S.seeds_for_width(sd, opts.width, start=len(first), cap=10_000)
-    per_seed = (_job_s(df, str(h["trial"])) + _job_s(df, str(h["reference"]))) / max(1, min(2, slots))
+    need = S.seeds_for_width(sd, opts.width, start=len(first), cap=10_000) if opts.width > 0 else 0
+    per_seed = (_job_s(df, str(h["trial"]), stage) + _job_s(df, str(h["reference"]), stage)) / max(1, min(2, slots))
     by_time = (have + max(0, int((seconds_left - per_seed) // per_seed))) if math.isfinite(seconds_left) \
         and math.isfinite(per_seed) else 10_000
-    n = max(have, min(need, opts.max_seeds, by_time))
-    why = [f"a +-{opts.width:g}-point interval needs {need if need < 10_000 else 'over 10,000'}"]
-    if opts.max_seeds < need:
+    n = max(have, floor, min(need, opts.max_seeds, by_time))
+    why = [f"a +-{opts.width:g}-point interval needs {need if need < 10_000 else 'over 10,000'}"] \
+        if opts.width > 0 else ["no --confirm-width"]
+    if opts.width > 0 and opts.max_seeds < need:
         why.append(f"--confirm-max-seeds allows {opts.max_seeds}")
-    if by_time < need:
+    if opts.width > 0 and by_time < min(need, opts.max_seeds):
         why.append(f"the time budget ({max(0.0, seconds_left) / 60:.1f} min left, ~{per_seed:.0f} s per seed) "
                    f"allows {max(have, by_time)}")
-    plan_line = (f"headline {h['trial']} vs {h['reference']}: paired-difference SD {sd:.2f} points over all pairs "
-                 f"of the first {len(first)} seeds; {'; '.join(why)}: {n} seeds planned")
+    if floor > max(have, min(need, opts.max_seeds, by_time)):
+        why.append(f"a top-rung claim takes at least {floor}")
+    at = "" if stage == "confirm" else f" at {V.stage_steps(df, stage)} steps"
+    plan_line = (f"headline{at} {h['trial']} vs {h['reference']}: paired-difference SD {sd:.2f} points over all "
+                 f"pairs of the first {len(first)} seeds; {'; '.join(why)}: {n} seeds planned")
     if have >= n:
         return [], (f"{plan_line}; it has {have}: {h['diff']:+.2f} [{h['diff_lo']:+.2f}, {h['diff_hi']:+.2f}], "
                     f"half-width {V.half_width(h):.2f}")
     upto = range(n)
     search = _search_rows(df)
-    jobs = _arch_jobs(plan, search, str(h["trial"]), upto) + _arch_jobs(plan, search, str(h["reference"]), upto)
+    jobs = (_arch_jobs(plan, search, str(h["trial"]), upto, stage=stage)
+            + _arch_jobs(plan, search, str(h["reference"]), upto, stage=stage))
     return jobs, f"{plan_line}: training seeds {have}-{n - 1} of both"
 
 
@@ -309,19 +322,28 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
         rec.flush(quiet=True)
         return train(todo)
 
+    def headline_rounds(stage: str, floor: int) -> bool:
+        """The headline pair's extra seeds at rung `stage`, a round at a time (a resumed run finds its finished
+        rounds as rows); True when interrupted."""
+        while all(rec.is_trained(j) for j in jobs):
+            left = started + opts.time_budget_s - time.time() if opts.time_budget_s > 0 else math.inf
+            more, why = headline_jobs(plan, rec.frame(), opts, seconds_left=left, slots=resources.max_concurrent,
+                                      stage=stage, floor=floor)
+            known = {j.key for j in jobs}
+            more = [j for j in more if j.key not in known]
+            if why and on_note is not None:
+                on_note(why)
+            if not more:
+                return False
+            if extend(more):
+                return True
+        return False
+
     interrupted = train(pending)
-    # the headline's extra seeds, a round at a time (a resumed run finds its finished rounds as rows)
-    while not interrupted and all(rec.is_trained(j) for j in jobs):
-        left = started + opts.time_budget_s - time.time() if opts.time_budget_s > 0 else math.inf
-        more, why = headline_jobs(plan, rec.frame(), opts, seconds_left=left, slots=resources.max_concurrent)
-        known = {j.key for j in jobs}
-        more = [j for j in more if j.key not in known]
-        if why and on_note is not None:
-            on_note(why)
-        if not more:
-            break
-        interrupted = extend(more)
-    # the ladder's higher rungs: the pairs the first rung chose, retrained longer (a resume finds its rows)
+    if not interrupted and len(ladder_rungs) == 1:  # no higher rung: the first rung carries the claim
+        interrupted = headline_rounds(ladder_rungs[0].stage, 0)
+    # the ladder's higher rungs: the pairs the first rung chose, retrained longer (a resume finds its rows);
+    # the top one's headline pair then gets its extra seeds
     for rung in ladder_rungs[1:]:
         if interrupted or not all(rec.is_trained(j) for j in jobs):
             break
@@ -332,6 +354,8 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
             on_note(f"top rung ({rung.steps} training steps, {rung.seeds} paired seeds): "
                     f"{', '.join(dict.fromkeys(j.trial for j in more))}")
         interrupted = extend(more)
+        if not interrupted and rung is ladder_rungs[-1] and more:
+            interrupted = headline_rounds(rung.stage, ladder.MIN_HEADLINE_SEEDS)
     left = [j for j in jobs if not rec.is_trained(j)]
     rec.flush(quiet=True)
     rec.refresh_dashboard()

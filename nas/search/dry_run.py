@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.jobs import Resources
+from nas.jobs import Resources, arch_of_job
 from nas.search.folder import BaselineCache
 from nas.search.plan import SearchPlan, choose_resources
 from nas.space import replay
@@ -70,15 +70,33 @@ def share_by_macro(plan: SearchPlan, *, samples: int = 1000) -> dict[str, float]
 
 
 def stage_estimate(jobs: int, job_s: float, res: Resources) -> StageEstimate:
+    return stage_of([job_s] * jobs, res)
+
+
+def stage_of(seconds: list[float], res: Resources) -> StageEstimate:
+    """A stage of jobs taking `seconds` each on `res.max_concurrent` slots, longest first onto the least loaded
+    slot (what a queue of unequal jobs comes to), each slowed by sharing the machine when slots run at once."""
     slow = CONCURRENCY_SLOWDOWN if res.max_concurrent > 1 else 1.0
-    return StageEstimate(jobs=jobs, job_s=job_s, wall_s=math.ceil(jobs / res.max_concurrent) * job_s * slow)
+    load = [0.0] * max(1, res.max_concurrent)
+    for s in sorted(seconds, reverse=True):
+        load[load.index(min(load))] += s
+    n = len(seconds)
+    return StageEstimate(jobs=n, job_s=sum(seconds) / n if n else 0.0, wall_s=max(load) * slow)
 
 
-def job_seconds(arch: Any, proxy: Any, dataset: Any, *, threads: int, test: bool = False) -> float:
-    """Seconds one training job of `arch` under `proxy` takes here: timed real steps, scaled."""
+def seconds_per_image(arch: Any, proxy: Any, dataset: Any, *, threads: int) -> float:
+    """Seconds per training image of `arch` under `proxy` here: timed real training steps."""
     from nas.train import time_steps
 
-    per_img = time_steps(arch, proxy, dataset, threads=threads)
+    return time_steps(arch, proxy, dataset, threads=threads)
+
+
+def job_seconds(arch: Any, proxy: Any, dataset: Any, *, threads: int, test: bool = False,
+                per_img: float | None = None) -> float:
+    """Seconds one training job of `arch` under `proxy` takes here: timed real steps (or `per_img`, timed
+    under a protocol of the same resolution and batch size), scaled to the protocol's images and evaluations."""
+    if per_img is None:
+        per_img = seconds_per_image(arch, proxy, dataset, threads=threads)
     n_test = 0
     if test and dataset.test_y is not None:
         n_test = min(proxy.test_images, len(dataset.test_y)) if proxy.test_images else len(dataset.test_y)
@@ -111,7 +129,11 @@ def score_seconds(plan: SearchPlan, arch: Any, *, threads: int) -> float:
 
 
 def dry_run(plan: SearchPlan, *, confirm_jobs: int = 0, confirm_proxy: Any = None, headline_jobs: int = 0,
-            top_jobs: int = 0, top_proxy: Any = None) -> DryRun:
+            top_jobs: int = 0, top_proxy: Any = None, copts: Any = None) -> DryRun:
+    """What `plan` would do and about how long. With `copts` (the confirm options) the confirmation's rungs
+    are estimated job by job: candidates at the probe's timed steps, the band's published variants at their
+    own (the top rung's references are usually the band's slowest networks: BENCHMARKS.md, "The ladder in
+    the default run"); `confirm_jobs`, `headline_jobs` and `top_jobs` are then only used without `copts`."""
     sc = plan.screen
     res = choose_resources(cpus=os.cpu_count() or 1, gpus=0, cpus_per_trial=plan.opts.cpus_per_trial,
                            gpus_per_trial=plan.opts.gpus_per_trial or 0, max_concurrent=plan.opts.max_concurrent)
@@ -126,15 +148,51 @@ def dry_run(plan: SearchPlan, *, confirm_jobs: int = 0, confirm_proxy: Any = Non
         trial_s = score_seconds(plan, probe, threads=res.cpus_per_trial)
     else:
         trial_s = job_seconds(probe, plan.proxy, plan.dataset, threads=res.cpus_per_trial)
-    confirm = headline = None
-    if confirm_jobs and confirm_proxy is not None and probe is not None:
+    confirm = headline = top = None
+    if confirm_proxy is not None and probe is not None and copts is not None:
+        confirm, headline, top = _ladder_estimates(plan, copts, confirm_proxy, top_proxy, probe, res)
+    elif confirm_jobs and confirm_proxy is not None and probe is not None:
         cs = job_seconds(probe, confirm_proxy, plan.dataset, threads=res.cpus_per_trial, test=True)
         confirm = stage_estimate(confirm_jobs, cs, res)
         headline = stage_estimate(headline_jobs, cs, res) if headline_jobs else None
-    top = None
-    if top_jobs and top_proxy is not None and probe is not None:
-        top = stage_estimate(top_jobs, job_seconds(probe, top_proxy, plan.dataset, threads=res.cpus_per_trial,
-                                                   test=True), res)
+        if top_jobs and top_proxy is not None:
+            top = stage_estimate(top_jobs, job_seconds(probe, top_proxy, plan.dataset, threads=res.cpus_per_trial,
+                                                       test=True), res)
     return DryRun(plan=plan, share_by_macro=share_by_macro(plan), resources=res, cached_baselines=cached,
                   search=stage_estimate(n, trial_s, res), confirm=confirm, headline=headline, top=top,
                   top_steps=top_proxy.steps if top is not None else 0)
+
+
+def _ladder_estimates(plan: SearchPlan, copts: Any, first: Any, top: Any, probe: Any,
+                      res: Resources) -> tuple[StageEstimate, StageEstimate | None, StageEstimate | None]:
+    """The first rung, the headline's most extra seeds and the top rung, job by job: each published variant of
+    the band timed once (a rung's protocol is the first's stretched: same resolution and batch, so the same
+    seconds per image), the candidates at the probe's."""
+    from nas.search.ladder import MIN_HEADLINE_SEEDS, REFERENCES_PER_CANDIDATE
+
+    th = res.cpus_per_trial
+    ds = plan.dataset
+    per_img = {b.trial: seconds_per_image(arch_of_job(b, plan.space), first, ds, threads=th) for b in plan.baselines}
+    cand_img = seconds_per_image(probe, first, ds, threads=th)
+
+    def secs(proxy: Any) -> tuple[float, list[float]]:
+        return (job_seconds(probe, proxy, ds, threads=th, test=True, per_img=cand_img),
+                sorted((job_seconds(None, proxy, ds, threads=th, test=True, per_img=v) for v in per_img.values()),
+                       reverse=True))
+
+    cand, refs = secs(first)
+    conf = stage_of([cand] * (copts.top_k * copts.seeds) + [r for r in refs for _ in range(copts.seeds)], res)
+    if top is None or not refs:  # no top rung: the first rung's headline pair gets the extra seeds
+        extra = copts.extra_jobs // 2
+        head = stage_of([cand, sum(refs) / len(refs)] * extra, res) if extra and refs else None
+        return conf, head, None
+    cand, refs = secs(top)
+    # the headline candidate and the other family's best, and their references: the two best published
+    # variants at <= each one's MAdds, mostly shared (the band's slowest ones stand in for them here)
+    used = refs[:min(len(refs), REFERENCES_PER_CANDIDATE + 1)]
+    ref = sum(used[:REFERENCES_PER_CANDIDATE]) / len(used[:REFERENCES_PER_CANDIDATE])
+    floor = max(0, MIN_HEADLINE_SEEDS - copts.top_seeds)
+    rung = stage_of([s for s in [cand, cand, *used] for _ in range(copts.top_seeds)] + [cand, ref] * floor, res)
+    extra = max(0, copts.extra_jobs // 2 - floor)
+    head = stage_of([cand, ref] * extra, res) if extra else None
+    return conf, head, rung

@@ -10,6 +10,8 @@ retrains, with paired seeds:
 - the headline candidate and the best candidate of the other family (by first-rung mean);
 - for each, the two best published variants at <= its MAdds on the first rung (the reference a verdict
   compares against is chosen again on the top rung: at 512 steps the best published variant can change).
+Then the top rung's headline pair (chosen on the rung's first seeds) gets its extra paired seeds: at least
+MIN_HEADLINE_SEEDS, more where --confirm-width asks and the time budget allows (`nas.search.confirm.headline_jobs`).
 `nas.verdicts.compute_confirmation` then reads the top rung and gives each verdict its trend.
 """
 
@@ -24,6 +26,9 @@ from nas.jobs import rung_stage
 MIN_TOP_STEPS = 512  # the long reference's length (bench/long_reference.py)
 TOP_FACTOR = 4
 REFERENCES_PER_CANDIDATE = 2
+# the top rung's headline verdict is measured on at least this many paired seeds (its pair gets them after the
+# rung's first `top_seeds`, whatever the time budget; more when --confirm-width asks and the budget allows)
+MIN_HEADLINE_SEEDS = 3
 # the top rung usually trains 4 architectures (2 candidates, 2 references shared between them; at most 6):
 # what the dry run plans for
 TYPICAL_TOP_ARCHS = 4
@@ -93,4 +98,5 @@ def rung_trials(df: Any) -> list[str]:
     return out
 
 
-__all__ = ["Rung", "rungs", "rung_trials", "top_steps", "MIN_TOP_STEPS", "TOP_FACTOR", "TYPICAL_TOP_ARCHS"]
+__all__ = ["Rung", "rungs", "rung_trials", "top_steps", "MIN_TOP_STEPS", "TOP_FACTOR", "TYPICAL_TOP_ARCHS",
+           "MIN_HEADLINE_SEEDS"]

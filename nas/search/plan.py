@@ -33,17 +33,23 @@ STRATEGIES = ("multitrial", "oneshot")
 OBJECTIVES = ("top1", "pareto")
 SAMPLERS = ("tpe", "nsga2", "random")
 DEFAULT_CONFIRM_TOP = 3
-DEFAULT_CONFIRM_SEEDS = 3  # BENCHMARKS.md "The default run": what fits 15 minutes on 2 cores
-# On request (--confirm-width), the first rung's headline verdict then gets the paired seeds its 95% interval
-# needs to be this many points wide on each side, at most DEFAULT_CONFIRM_MAX_SEEDS. Off by default: the top
-# rung of the ladder (nas.search.ladder) carries the claim, and 128-step seeds measure how fast a network
-# starts to learn (issue "Claims that hold when training gets longer").
-DEFAULT_CONFIRM_WIDTH = 0.0
+# The first rung's paired seeds: they choose the top rung's candidates and references, and give each verdict's
+# trend its first point; 2 (not 3) so that the default run with its top rung fits 20 minutes on 2 cores
+# (BENCHMARKS.md, "The ladder in the default run")
+DEFAULT_CONFIRM_SEEDS = 2
+# The headline verdict's pair then gets the paired seeds its 95% interval needs to be this many points wide on
+# each side, at most DEFAULT_CONFIRM_MAX_SEEDS and what fits the time budget, at the rung that carries the claim
+# (the ladder's top rung, nas.search.ladder; the first rung in runs without one).
+DEFAULT_CONFIRM_WIDTH = 1.5
 DEFAULT_CONFIRM_MAX_SEEDS = 14
-# The ladder's top rung: optimizer steps (None: max(4x the first rung's, 512); 0: no top rung) and paired seeds.
+# The ladder's top rung: optimizer steps (None: max(4x the first rung's, 512); 0: no top rung) and paired seeds
+# of each architecture; its headline pair gets at least nas.search.ladder.MIN_HEADLINE_SEEDS.
+DEFAULT_TOP_SEEDS = 2
 DEFAULT_TOP_STEPS: int | None = None
-DEFAULT_TOP_SEEDS = 3
-DEFAULT_TIME_BUDGET_MIN = 15.0  # and the command's planned wall time, the 15 minutes of the default run
+# The command's planned wall time: the headline's extra seeds stop where they would overrun it (the default
+# run's first rung, top rung and 3 headline seeds take about this on 2 cores: BENCHMARKS.md, "The ladder in the
+# default run")
+DEFAULT_TIME_BUDGET_MIN = 20.0
 
 
 def runtime_of(o: SearchOptions) -> Runtime:
