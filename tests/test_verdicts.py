@@ -166,3 +166,19 @@ def test_trend_reads_the_same_pair_across_rungs():
     assert trend_of(first, PairedDiff(-2.0, -3.0, -1.0, 4, 0.6)) == "reverses"
     assert trend_of(first, PairedDiff(6.0, -1.0, 13.0, 4, 4.0)) == "unresolved"
     assert trend_of(PairedDiff(-4.0, -6.0, -2.0, 3, 1.0), PairedDiff(-3.5, -4.0, -3.0, 3, 0.3)) == "holds"
+
+
+def test_headline_seeds_that_fit_the_time_left_pack_both_slots():
+    """The headline's extra seeds are planned as one round of the pair's jobs, longest first onto the least
+    loaded slot: two seeds of a 137 s + 61 s pair fill 2 slots in 198 s where one seed alone takes 137 s."""
+    from nas.search.confirm import seeds_that_fit
+    from nas.search.dry_run import schedule_s
+
+    assert schedule_s([137.0, 61.0], 2) == 137.0
+    assert schedule_s([137.0, 61.0] * 2, 2) == 198.0
+    assert schedule_s([137.0, 61.0] * 3, 2) == 320.0
+    assert seeds_that_fit([137.0, 61.0], 282.0, slots=2, most=10) == 2
+    assert seeds_that_fit([137.0, 61.0], 282.0, slots=1, most=10) == 1
+    assert seeds_that_fit([137.0, 61.0], 282.0, slots=2, most=1) == 1
+    assert seeds_that_fit([137.0, 61.0], 100.0, slots=2, most=10) == 0
+    assert seeds_that_fit([137.0, 61.0], -5.0, slots=2, most=10) == 0

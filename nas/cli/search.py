@@ -255,11 +255,15 @@ def print_start(st: Any) -> None:
     r = st.resources
     gpu = f" + {r.gpus_per_trial:g} GPU" if r.gpus_per_trial else ""
     if st.supernet is not None:
+        from nas.supernet.score import SCORE_IMAGES
+
         print(f"one-shot search: scoring by inherited weights from the supernet {st.supernet} (BatchNorm "
-              "recalibrated per subnet, top-1 on the search validation split)", flush=True)
+              f"recalibrated per subnet, top-1 on the first {SCORE_IMAGES} images of the search validation split)",
+              flush=True)
         print("  trust: against the 512-step long reference the default CPU supernet's ranking is not shown to beat "
-              "MAdds alone (tau difference +0.44 [-0.00, +0.83], n = 33; the multi-trial search score's +0.61 "
-              "[+0.28, +0.89]; BENCHMARKS.md, 'Fidelity against the long reference'): the confirmation decides",
+              "MAdds alone (tau difference +0.44 [-0.00, +0.83] for one training of it, tau -0.03 against MAdds' "
+              "-0.10 for another, n = 33; the multi-trial search score's difference +0.61 [+0.28, +0.89]; "
+              "BENCHMARKS.md, 'Fidelity against the long reference'): the confirmation decides",
               flush=True)
     verb = "to score" if st.supernet is not None else "to train"
     print(f"search stage: {st.remaining} architectures + {st.baselines_to_train} baselines {verb}; "

@@ -156,6 +156,21 @@ def _job_s(df: Any, trial: str, stage: str = "confirm") -> float:
     return float(c["wall_s"].mean()) + JOB_OVERHEAD_S if len(c) else math.nan
 
 
+CLOSING_S = 15.0  # a stage's end after its last job: the run's files, the summary, Ray's shutdown
+
+
+def seeds_that_fit(pair_s: list[float], seconds: float, *, slots: int, most: int) -> int:
+    """How many more paired seeds of a pair whose jobs take `pair_s` seconds fit in `seconds` on `slots`
+    concurrent jobs (at most `most`): one round of 2k jobs, longest first onto the least loaded slot (two seeds
+    in one round fill both slots where one seed leaves the faster job's slot idle)."""
+    from nas.search.dry_run import schedule_s
+
+    k = 0
+    while k < most and schedule_s(pair_s * (k + 1), slots) <= seconds:
+        k += 1
+    return k
+
+
 def headline_jobs(plan: SearchPlan, df: Any, opts: ConfirmOptions, *, seconds_left: float = math.inf,
                   slots: int = 1, stage: str = "confirm", floor: int = 0) -> tuple[list[TrialJob], str]:
     """The headline pair's extra paired seeds at rung `stage` (the rung that carries the claim), planned once
@@ -183,9 +198,11 @@ def headline_jobs(plan: SearchPlan, df: Any, opts: ConfirmOptions, *, seconds_le
     have = int(h["n"])
     sd, _ = S.paired_noise_sd(accs, first)
     need = S.seeds_for_width(sd, opts.width, start=len(first), cap=10_000) if opts.width > 0 else 0
-    per_seed = (_job_s(df, str(h["trial"]), stage) + _job_s(df, str(h["reference"]), stage)) / max(1, min(2, slots))
-    by_time = (have + max(0, int((seconds_left - per_seed) // per_seed))) if math.isfinite(seconds_left) \
-        and math.isfinite(per_seed) else 10_000
+    pair_s = [_job_s(df, str(h["trial"]), stage), _job_s(df, str(h["reference"]), stage)]
+    per_seed = sum(pair_s) / max(1, min(2, slots))
+    by_time = have + seeds_that_fit(pair_s, seconds_left - CLOSING_S, slots=slots,
+                                  most=max(0, min(need, opts.max_seeds) - have)) \
+        if math.isfinite(seconds_left) and all(math.isfinite(x) for x in pair_s) else 10_000
     n = max(have, floor, min(need, opts.max_seeds, by_time))
     why = [f"a +-{opts.width:g}-point interval needs {need if need < 10_000 else 'over 10,000'}"] \
         if opts.width > 0 else ["no --confirm-width"]

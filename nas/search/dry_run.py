@@ -16,9 +16,10 @@ from nas.search.folder import BaselineCache
 from nas.search.plan import SearchPlan, choose_resources
 from nas.space import replay
 
-# concurrent trials share the machine's memory bandwidth: each runs ~1.3x slower than alone (measured,
-# BENCHMARKS.md "Search")
-CONCURRENCY_SLOWDOWN = 1.3
+# concurrent jobs share the machine's memory bandwidth: each runs ~1.1x slower than alone (2 jobs x 1 thread gave
+# the machine 1.88-1.96x one job's images/s, bench/runtime_options.py; whole 512-step jobs of the default run
+# took 1.07-1.24x their timed-alone estimate: BENCHMARKS.md, "The ladder in the default run")
+CONCURRENCY_SLOWDOWN = 1.1
 RAY_START_S = 15.0
 
 
@@ -73,15 +74,22 @@ def stage_estimate(jobs: int, job_s: float, res: Resources) -> StageEstimate:
     return stage_of([job_s] * jobs, res)
 
 
-def stage_of(seconds: list[float], res: Resources) -> StageEstimate:
-    """A stage of jobs taking `seconds` each on `res.max_concurrent` slots, longest first onto the least loaded
-    slot (what a queue of unequal jobs comes to), each slowed by sharing the machine when slots run at once."""
-    slow = CONCURRENCY_SLOWDOWN if res.max_concurrent > 1 else 1.0
-    load = [0.0] * max(1, res.max_concurrent)
+def schedule_s(seconds: list[float], slots: int) -> float:
+    """Wall seconds of jobs taking `seconds` each on `slots` concurrent slots, longest first onto the least
+    loaded slot (what a queue of unequal jobs comes to)."""
+    load = [0.0] * max(1, slots)
     for s in sorted(seconds, reverse=True):
         load[load.index(min(load))] += s
+    return max(load)
+
+
+def stage_of(seconds: list[float], res: Resources) -> StageEstimate:
+    """A stage of jobs taking `seconds` each (timed alone) on `res.max_concurrent` slots, each slowed by
+    sharing the machine when slots run at once."""
+    slow = CONCURRENCY_SLOWDOWN if res.max_concurrent > 1 else 1.0
     n = len(seconds)
-    return StageEstimate(jobs=n, job_s=sum(seconds) / n if n else 0.0, wall_s=max(load) * slow)
+    return StageEstimate(jobs=n, job_s=sum(seconds) / n if n else 0.0,
+                         wall_s=schedule_s(seconds, res.max_concurrent) * slow)
 
 
 def seconds_per_image(arch: Any, proxy: Any, dataset: Any, *, threads: int) -> float:
@@ -106,12 +114,13 @@ def job_seconds(arch: Any, proxy: Any, dataset: Any, *, threads: int, test: bool
 
 def score_seconds(plan: SearchPlan, arch: Any, *, threads: int) -> float:
     """Seconds one one-shot job takes here: one real inherited-weight scoring of `arch` (extraction,
-    BatchNorm recalibration, the validation split), after a warm-up one."""
+    BatchNorm recalibration, the validation images a one-shot search scores), after a warm-up one."""
+    import dataclasses
     import time
 
     import torch
 
-    from nas.supernet.score import calibration_batch, load_supernet, score_subnet
+    from nas.supernet.score import SCORE_IMAGES, calibration_batch, load_supernet, score_subnet
     from nas.train.pipeline import prepare_data
 
     prev = torch.get_num_threads()
@@ -120,10 +129,11 @@ def score_seconds(plan: SearchPlan, arch: Any, *, threads: int) -> float:
         net, _ = load_supernet(plan.supernet)
         prep = prepare_data(plan.dataset, plan.proxy)
         cal = calibration_batch(prep)
+        prep = dataclasses.replace(prep, val_x=prep.val_x[:SCORE_IMAGES], val_y=prep.val_y[:SCORE_IMAGES])
         score_subnet(net, arch, prep, calibration=cal)
         t = time.perf_counter()
         score_subnet(net, arch, prep, calibration=cal)
-        return time.perf_counter() - t + 0.3  # + Ray's per-trial overhead
+        return time.perf_counter() - t + 0.05  # + the actor call's turnaround
     finally:
         torch.set_num_threads(prev)
 

@@ -72,10 +72,11 @@ def stop_ray(plan: SearchPlan) -> None:
         tuning.shutdown_ray(keep_logs_in=plan.run_dir / "ray" / "logs")
 
 
-def _calibration_images() -> int:
-    from nas.supernet.score import CALIBRATION_IMAGES
+def _scoring_images() -> tuple[int, int]:
+    """One-shot scoring: (BatchNorm calibration images, validation images scored)."""
+    from nas.supernet.score import CALIBRATION_IMAGES, SCORE_IMAGES
 
-    return CALIBRATION_IMAGES
+    return CALIBRATION_IMAGES, SCORE_IMAGES
 
 
 def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: int = 0,
@@ -131,7 +132,8 @@ def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: i
                                storage_url=storage_url, study_name=plan.name, storage_path=d / "ray",
                                resources=resources, jobs=pending, early_stop=o.early_stop and not plan.oneshot,
                                supernet=str(plan.supernet) if plan.oneshot else None,
-                               calibration=_calibration_images(), runtime=plan.runtime)
+                               calibration=_scoring_images()[0], score_images=_scoring_images()[1],
+                               runtime=plan.runtime)
         hooks = tuning.SearchHooks(on_refused=rec.on_refused, on_finished=rec.on_finished,
                                    known_result=rec.known_result)
         t_jobs = time.time()

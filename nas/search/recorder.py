@@ -198,7 +198,9 @@ class RunRecorder:
                 r["rebuild_cmd"] = f"nas train {d / R.VARIANTS_DIR / f'{t}.yaml'}"
             elif r["kind"] == "searched":
                 r["rebuild_cmd"] = f"nas export {d} {t}"
-        df = R.write_trials(d, self.frame())
+        import pandas as pd
+
+        df = R.write_trials(d, pd.DataFrame(list(self.rows.values())))  # normalized once, there
         self.write_confirmation(df, front)
         if not quiet:
             self.refresh_dashboard(force=False)
@@ -244,7 +246,7 @@ class RunRecorder:
 
     # a one-shot search finishes a job every second or two: its dashboard is rewritten at most this often
     # (and at the end of each stage), not after every job
-    ONESHOT_DASHBOARD_EVERY_S = 20.0
+    ONESHOT_DASHBOARD_EVERY_S = 60.0
 
     def refresh_dashboard(self, *, force: bool = True) -> None:
         if self.dashboard is None or self._viz_failed:

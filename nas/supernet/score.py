@@ -19,6 +19,11 @@ from nas.supernet.train import CHECKPOINT, SETTINGS, WEIGHTS
 # +-0.11 over 33 architectures; BENCHMARKS.md, "Supernet and one-shot search"); without recalibration tau
 # falls from 0.45 to 0.19 (difference +0.26 [-0.03, +0.56]: likely, not resolved at n = 33)
 CALIBRATION_IMAGES = 128
+# Validation images a one-shot score reads (the first ones of the search protocol's validation split): 256 and
+# 512 rank the long reference's 33 architectures as 1,024 do (tau differences -0.04 [-0.16, +0.07] and -0.02
+# [-0.11, +0.05]; against the 1,024-image score itself tau 0.86 and 0.92) at 1.20 and 1.86 s an architecture
+# instead of 3.17 (bench/oneshot_scoring.py; BENCHMARKS.md, "Supernet and one-shot search")
+SCORE_IMAGES = 256
 
 
 @torch.no_grad()
@@ -66,12 +71,15 @@ def score_subnet(net: Supernet, arch: ArchConfig, prep: Any, *, recalibrate: boo
 _SCORER: dict[str, Any] = {}
 
 
-def scorer_state(supernet: str, proxy: dict[str, Any], data: str, calibration: int) -> tuple[Any, Any, Any]:
-    """The supernet, the search protocol's data and the calibration images, loaded once per process (a
-    worker that scores many architectures holds the supernet once)."""
+def scorer_state(supernet: str, proxy: dict[str, Any], data: str, calibration: int,
+                 images: int = 0) -> tuple[Any, Any, Any]:
+    """The supernet, the search protocol's data (its validation split cut to its first `images` when > 0) and
+    the calibration images, loaded once per process (a worker that scores many architectures holds the
+    supernet once)."""
+    import dataclasses
     import json
 
-    key = (supernet, json.dumps(proxy, sort_keys=True), data, calibration)
+    key = (supernet, json.dumps(proxy, sort_keys=True), data, calibration, images)
     if _SCORER.get("key") != key:
         from nas.train import proxy_from_dict
         from nas.train.job import dataset
@@ -80,14 +88,17 @@ def scorer_state(supernet: str, proxy: dict[str, Any], data: str, calibration: i
         _SCORER.clear()
         net, _ = load_supernet(supernet)
         prep = prepare_data(dataset(data), proxy_from_dict(proxy))
+        if 0 < images < len(prep.val_y):
+            prep = dataclasses.replace(prep, val_x=prep.val_x[:images], val_y=prep.val_y[:images])
         _SCORER.update(key=key, state=(net, prep, calibration_batch(prep, calibration)))
     return _SCORER["state"]
 
 
 def score_job(job: Any, report: Any, *, space: dict[str, Any], proxy: dict[str, Any], data: str, supernet: str,
-              calibration: int, runtime: Any = None) -> None:
+              calibration: int, images: int = 0, runtime: Any = None) -> None:
     """One-shot job (a `nas.jobs.TrialJob`), a plain function of (job, report) like `nas.train.job.train_job`:
-    the architecture's inherited-weight top-1 on the search validation split after BatchNorm recalibration,
+    the architecture's inherited-weight top-1 on the search validation split (its first `images`; 0: all)
+    after BatchNorm recalibration,
     in one final report. An architecture the supernet does not hold is reported as failed."""
     import json
     import time
@@ -103,7 +114,7 @@ def score_job(job: Any, report: Any, *, space: dict[str, Any], proxy: dict[str, 
     base = {**job_base(job, arch.arch_id), "final": True, "epoch": 1, "eval_set": "val"}
     try:
         with rt.threads_applied():
-            net, prep, cal = scorer_state(supernet, proxy, data, calibration)
+            net, prep, cal = scorer_state(supernet, proxy, data, calibration, images)
             top1 = score_subnet(net, arch, prep, calibration=cal, runtime=rt)
         out = {"status": "completed", METRIC: top1, "best_val_top1": top1, "val_curve": json.dumps([top1]),
                "error": ""}

@@ -20,14 +20,17 @@ from nas.jobs import TrialJob
 from nas.tuning.searcher import BudgetedSearcher
 
 
+QUEUE_DEPTH = 2
+
+
 @ray.remote
 class ScoreWorker:
     """One scoring process: the Ray-free `nas.supernet.score.score_job`, its state loaded once."""
 
     def __init__(self, *, space: dict[str, Any], proxy: dict[str, Any], data: str, supernet: str,
-                 calibration: int, runtime: dict[str, Any]):
+                 calibration: int, images: int, runtime: dict[str, Any]):
         self.kw = dict(space=space, proxy=proxy, data=data, supernet=supernet, calibration=calibration,
-                       runtime=runtime)
+                       images=images, runtime=runtime)
 
     def score(self, config: dict[str, Any]) -> dict[str, Any]:
         from nas.supernet.score import score_job
@@ -43,12 +46,16 @@ def score_with_pool(searcher: BudgetedSearcher, n: int, *, workers: int, cpus_pe
     """Score up to `n` jobs from `searcher` on `workers` actors of `cpus_per_worker` CPUs each."""
     if n <= 0:
         return
+
     def new_worker() -> Any:
         actors.append(ScoreWorker.options(num_cpus=cpus_per_worker).remote(**worker_kw))
         return actors[-1]
 
     actors: list[Any] = []
-    idle = [new_worker() for _ in range(max(1, workers))]
+    replaced: dict[Any, Any] = {}  # a dead worker -> the fresh one that took its place
+    # QUEUE_DEPTH calls in flight per worker: a worker finds its next architecture queued when it finishes one,
+    # while the driver records the result and asks the searcher (BENCHMARKS.md, "Supernet and one-shot search")
+    idle = [a for a in (new_worker() for _ in range(max(1, workers))) for _ in range(QUEUE_DEPTH)]
     flying: dict[Any, tuple[str, dict[str, Any], Any]] = {}  # ObjectRef -> (job id, config, actor)
     asked, exhausted = 0, False
     try:
@@ -72,7 +79,9 @@ def score_with_pool(searcher: BudgetedSearcher, n: int, *, workers: int, cpus_pe
             except ray.exceptions.RayError as e:  # the worker died: recorded, a fresh worker takes its place
                 result, error = None, True
                 on_error(cfg, str(e).strip().splitlines()[-1][:300] if str(e).strip() else "the Ray worker died")
-                actor = new_worker()
+                if actor not in replaced:
+                    replaced[actor] = new_worker()
+                actor = replaced[actor]
             searcher.on_trial_complete(tid, result, error=error)
             idle.append(actor)
     except KeyboardInterrupt:

@@ -111,6 +111,7 @@ class TuneSpec:
     sampler: str | None = None
     supernet: str | None = None  # one-shot: score by inherited weights from this supernet instead of training
     calibration: int = 256  # one-shot: training images that recalibrate BatchNorm
+    score_images: int = 0  # one-shot: validation images each score reads (0: the whole split)
     runtime: Runtime = field(default_factory=Runtime)  # threads: each trial's CPUs (set in `_fit`)
 
     @property
@@ -133,7 +134,8 @@ def run_tune(spec: TuneSpec, hooks: SearchHooks, *, on_error: Callable[[dict[str
         rt = spec.runtime.replace(threads=max(1, int(res.cpus_per_trial)))
         score_with_pool(searcher, spec.trials + len(jobs), workers=res.max_concurrent, cpus_per_worker=res.cpus_per_trial,
                         worker_kw=dict(space=spec.space.raw, proxy=spec.proxy, data=spec.data, supernet=spec.supernet,
-                                       calibration=spec.calibration, runtime=rt.to_dict()),
+                                       calibration=spec.calibration, images=spec.score_images,
+                                       runtime=rt.to_dict()),
                         on_error=on_error, on_start=on_start)
         return searcher
     _fit(searcher, scheduler, spec.trials + len(jobs), space=spec.space, proxy=spec.proxy, data=spec.data,
