@@ -177,7 +177,8 @@ def test_headline_seeds_that_fit_the_time_left_pack_both_slots():
     assert schedule_s([137.0, 61.0], 2) == 137.0
     assert schedule_s([137.0, 61.0] * 2, 2) == 198.0
     assert schedule_s([137.0, 61.0] * 3, 2) == 320.0
-    assert seeds_that_fit([137.0, 61.0], 282.0, slots=2, most=10) == 2
+    assert seeds_that_fit([137.0, 61.0], 282.0, slots=2, most=10) == 2  # 198 s x 1.1 margin fits, 320 does not
+    assert seeds_that_fit([137.0, 61.0], 217.0, slots=2, most=10) == 1  # 198 s x 1.1 = 217.8 does not fit
     assert seeds_that_fit([137.0, 61.0], 282.0, slots=1, most=10) == 1
     assert seeds_that_fit([137.0, 61.0], 282.0, slots=2, most=1) == 1
     assert seeds_that_fit([137.0, 61.0], 100.0, slots=2, most=10) == 0
