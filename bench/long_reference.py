@@ -30,6 +30,17 @@ from protocol_fidelity import _arch, in_band_archs, load_log, run_pool  # noqa: 
 _DATA: dict = {}
 
 
+def reference_archs(log: Path, archs: int = 30, budget: float = 300e6) -> tuple[list[dict], dict[str, float]]:
+    """The architectures of the long reference `log` that finished (as `in_band_archs` dicts) and their mean
+    test top-1 over the seeds each has, by arch_id."""
+    per: dict[str, list[float]] = {}
+    for r in load_log(log):
+        if r["status"] == "completed":
+            per.setdefault(r["arch_id"], []).append(r["test_top1"])
+    ref = {k: sum(v) / len(v) for k, v in per.items()}
+    return [a for a in in_band_archs(archs, budget) if a["arch_id"] in ref], ref
+
+
 def long_protocol(steps: int) -> dict:
     """The confirm protocol stretched to `steps` optimizer steps (2 epochs), scored on the whole test split."""
     from nas.train import load_proxy

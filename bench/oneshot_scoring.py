@@ -15,7 +15,6 @@ the paired tau difference to the full 1,024 images, and the seconds per architec
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -36,22 +35,17 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
+    from long_reference import reference_archs
+    from protocol_fidelity import _arch
 
     from nas import stats as S
     from nas.data import load_dataset
     from nas.supernet.score import calibration_batch, extract, load_supernet, recalibrate_bn
     from nas.train import evaluate, load_proxy
     from nas.train.pipeline import prepare_data
-    from protocol_fidelity import _arch, in_band_archs
 
     torch.set_num_threads(1)
-    ref_rows = [json.loads(x) for x in args.reference.read_text().splitlines() if x.strip()]
-    per: dict[str, list[float]] = {}
-    for r in ref_rows:
-        if r["status"] == "completed":
-            per.setdefault(r["arch_id"], []).append(r["test_top1"])
-    ref = {k: float(np.mean(v)) for k, v in per.items()}
-    archs = [a for a in in_band_archs(args.archs, 300e6) if a["arch_id"] in ref]
+    archs, ref = reference_archs(args.reference, args.archs)
     net, _ = load_supernet(args.supernet)
     net.eval()
     prep = prepare_data(load_dataset(None), load_proxy())

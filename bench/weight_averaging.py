@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 
 def run_one(a: dict) -> dict:
     import torch
+    from protocol_fidelity import _arch
     from torch import nn
 
     import nas.train.loop as L
@@ -35,7 +36,6 @@ def run_one(a: dict) -> dict:
     from nas.runtime import Runtime
     from nas.train import load_proxy
     from nas.train.pipeline import normalize, prepare_data
-    from protocol_fidelity import _arch
 
     torch.set_num_threads(1)
     proxy = load_proxy()
@@ -79,18 +79,12 @@ def main() -> None:
     ap.add_argument("--reference", type=Path, default=HERE / "long_reference.jsonl")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    import numpy as np
+
+    from long_reference import reference_archs
 
     from nas import stats as S
-    from protocol_fidelity import in_band_archs
 
-    ref_rows = [json.loads(x) for x in args.reference.read_text().splitlines() if x.strip()]
-    per: dict[str, list[float]] = {}
-    for r in ref_rows:
-        if r["status"] == "completed":
-            per.setdefault(r["arch_id"], []).append(r["test_top1"])
-    ref = {k: float(np.mean(v)) for k, v in per.items()}
-    archs = [a for a in in_band_archs(30, 300e6) if a["arch_id"] in ref]
+    archs, ref = reference_archs(args.reference)
     done = {json.loads(x)["arch_id"] for x in args.log.read_text().splitlines() if x.strip()} \
         if args.log.is_file() else set()
     todo = [a for a in archs if a["arch_id"] not in done]

@@ -5,7 +5,6 @@ in-band architecture at the protocol's resolution, and scales them to the plan's
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path

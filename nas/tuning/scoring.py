@@ -19,7 +19,6 @@ from ray.tune.search import Searcher
 from nas.jobs import TrialJob
 from nas.tuning.searcher import BudgetedSearcher
 
-
 QUEUE_DEPTH = 2
 
 
