@@ -172,15 +172,12 @@ def run(args: argparse.Namespace) -> int:
     copts = plan_confirm_options(plan)
     if args.dry_run:
         from nas.search.confirm import load_confirm_protocol
-        from nas.search.ladder import TYPICAL_TOP_ARCHS, top_steps
+        from nas.search.ladder import top_steps
 
         cproxy = load_confirm_protocol(plan, copts) if copts else None
-        n_confirm = (copts.top_k + len(plan.baselines)) * copts.seeds if copts else 0
-        extra = copts.extra_jobs if copts and plan.baselines else 0
         top = top_steps(cproxy.steps, copts.top_steps) if copts and plan.baselines else 0
-        for line in format_dry_run(dry_run(plan, confirm_jobs=n_confirm, confirm_proxy=cproxy, headline_jobs=extra,
-                                           top_jobs=TYPICAL_TOP_ARCHS * copts.top_seeds if top else 0,
-                                           top_proxy=cproxy.stretched(top) if top else None, copts=copts), copts):
+        for line in format_dry_run(dry_run(plan, confirm_proxy=cproxy, top_proxy=cproxy.stretched(top) if top else None,
+                                           copts=copts), copts):
             print(line)
         return 0
     extra = (copts.top_k + len(plan.baselines)) * copts.seeds if copts else 0

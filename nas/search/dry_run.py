@@ -137,12 +137,11 @@ def score_seconds(plan: SearchPlan, arch: Any, *, threads: int) -> float:
         torch.set_num_threads(prev)
 
 
-def dry_run(plan: SearchPlan, *, confirm_jobs: int = 0, confirm_proxy: Any = None, headline_jobs: int = 0,
-            top_jobs: int = 0, top_proxy: Any = None, copts: Any = None) -> DryRun:
-    """What `plan` would do and about how long. With `copts` (the confirm options) the confirmation's rungs
-    are estimated job by job: candidates at the probe's timed steps, the band's published variants at their
-    own (the top rung's references are usually the band's slowest networks: BENCHMARKS.md, "The ladder in
-    the default run"); `confirm_jobs`, `headline_jobs` and `top_jobs` are then only used without `copts`."""
+def dry_run(plan: SearchPlan, *, confirm_proxy: Any = None, top_proxy: Any = None, copts: Any = None) -> DryRun:
+    """What `plan` would do and about how long. With `copts` (the confirm options) and `confirm_proxy` the
+    confirmation's rungs are estimated job by job: candidates at the probe's timed steps, the band's published
+    variants at their own (the top rung's references are usually the band's slowest networks: BENCHMARKS.md,
+    "The ladder in the default run")."""
     sc = plan.screen
     res = choose_resources(cpus=os.cpu_count() or 1, gpus=0, cpus_per_trial=plan.opts.cpus_per_trial,
                            gpus_per_trial=plan.opts.gpus_per_trial or 0, max_concurrent=plan.opts.max_concurrent)
@@ -160,13 +159,6 @@ def dry_run(plan: SearchPlan, *, confirm_jobs: int = 0, confirm_proxy: Any = Non
     confirm = headline = top = None
     if confirm_proxy is not None and probe is not None and copts is not None:
         confirm, headline, top = _ladder_estimates(plan, copts, confirm_proxy, top_proxy, probe, res)
-    elif confirm_jobs and confirm_proxy is not None and probe is not None:
-        cs = job_seconds(probe, confirm_proxy, plan.dataset, threads=res.cpus_per_trial, test=True)
-        confirm = stage_estimate(confirm_jobs, cs, res)
-        headline = stage_estimate(headline_jobs, cs, res) if headline_jobs else None
-        if top_jobs and top_proxy is not None:
-            top = stage_estimate(top_jobs, job_seconds(probe, top_proxy, plan.dataset, threads=res.cpus_per_trial,
-                                                       test=True), res)
     return DryRun(plan=plan, share_by_macro=share_by_macro(plan), resources=res, cached_baselines=cached,
                   search=stage_estimate(n, trial_s, res), confirm=confirm, headline=headline, top=top,
                   top_steps=top_proxy.steps if top is not None else 0)

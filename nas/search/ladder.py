@@ -29,9 +29,6 @@ REFERENCES_PER_CANDIDATE = 2
 # the top rung's headline verdict is measured on at least this many paired seeds (its pair gets them after the
 # rung's first `top_seeds`, whatever the time budget; more when --confirm-width asks and the budget allows)
 MIN_HEADLINE_SEEDS = 3
-# the top rung usually trains 4 architectures (2 candidates, 2 references shared between them; at most 6):
-# what the dry run plans for
-TYPICAL_TOP_ARCHS = 4
 
 
 @dataclass(frozen=True)
@@ -98,5 +95,5 @@ def rung_trials(df: Any) -> list[str]:
     return out
 
 
-__all__ = ["Rung", "rungs", "rung_trials", "top_steps", "MIN_TOP_STEPS", "TOP_FACTOR", "TYPICAL_TOP_ARCHS",
+__all__ = ["Rung", "rungs", "rung_trials", "top_steps", "MIN_TOP_STEPS", "TOP_FACTOR",
            "MIN_HEADLINE_SEEDS"]
