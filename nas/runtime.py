@@ -5,8 +5,8 @@ model is compiled. A run records it in run.yaml (`runtime:`) and environment.jso
 baseline results keys on `Runtime.key`: a figure trained in bf16 or compiled is never reused for an fp32 run.
 
 Defaults are what BENCHMARKS.md measured on CPU ("Training speed: profile and options tried"): fp32 and
-channels_last (oneDNN's depthwise and 1x1 convolutions are 12-18% faster in it), no compile (1.67x per step
-but ~320 s to compile a Mobile-Former, more than a 512-step job takes). ``precision: auto`` is bf16 autocast
+channels_last (oneDNN's depthwise and 1x1 convolutions are 12-18% faster in it), no compile (measured idle on
+this 2-core CPU: no faster per step than eager at the protocol's sizes, after a 130-245 s first compile). ``precision: auto`` is bf16 autocast
 on CUDA, fp32 elsewhere (this CPU has no native bf16); ``device: auto`` is CUDA where there is one.
 """
 
@@ -152,7 +152,8 @@ def add_runtime_arguments(p: Any) -> None:
     p.add_argument("--memory-format", choices=MEMORY_FORMATS, default="channels_last",
                    help="tensor layout of the network and its inputs (default channels_last: faster convolutions)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile each network (pays only on long jobs: ~320 s to compile a Mobile-Former on CPU)")
+                   help="torch.compile each network (off by default: on a 2-core CPU no faster per step at 32 px, "
+                        "after a 2-4 min first compile; try it on a GPU or at larger sizes)")
 
 
 __all__ = ["Runtime", "PRECISIONS", "MEMORY_FORMATS", "add_runtime_arguments"]
