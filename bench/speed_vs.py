@@ -3,6 +3,11 @@
 architecture, alternating old and new code in fresh processes so that both see the same machine load.
 
     .venv/bin/python bench/speed_vs.py --rev 07bd30f [--archs mobile_former_151m mobilevit_xs] [--repeats 3]
+    .venv/bin/python bench/speed_vs.py --rev 07bd30f --search [--repeats 2]
+
+`--search` times the default search stage instead: `nas search --budget 300M --no-confirm` (same space,
+protocol and seed in both versions, so the same proposals), each run into a fresh results folder (no cached
+baselines), and reports its wall time and the median training images/s of its trained jobs.
 
 The old code runs from a `git worktree` of REV under /tmp (made once, kept); both use this .venv's packages.
 Prints per architecture and version the job's wall seconds (median of the repeats) and old/new, with the
@@ -17,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,13 +54,50 @@ def job(tree: Path, arch: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def search(tree: Path) -> dict:
+    import tempfile
+
+    import pandas as pd
+
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "nas", "search", "--budget", "300M", "--no-confirm", "--name", "s",
+                        "--results", tmp], env=env, cwd=tree, capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - t
+        d = pd.read_csv(Path(tmp) / "s" / "trials.csv")
+    ips = d["images_per_s"].dropna() if "images_per_s" in d else pd.Series(dtype=float)
+    return {"wall_s": wall, "jobs": int(ips.size), "img_per_s": float(ips.median()) if ips.size else float("nan")}
+
+
+def compare_search(old: Path, repeats: int) -> None:
+    t: dict[str, list[dict]] = {"old": [], "new": []}
+    for i in range(repeats):
+        for name, tree in (("old", old), ("new", ROOT)) if i % 2 == 0 else (("new", ROOT), ("old", old)):
+            load = os.getloadavg()[0]
+            r = search(tree)
+            t[name].append(r)
+            print(f"  search stage {name} {r['wall_s']:7.1f} s, {r['jobs']} trained jobs, median "
+                  f"{r['img_per_s']:.1f} img/s  (load {load:.1f})", flush=True)
+    med = {k: (statistics.median(x["wall_s"] for x in v), statistics.median(x["img_per_s"] for x in v))
+           for k, v in t.items()}
+    print(f"search stage: old {med['old'][0]:.1f} s, new {med['new'][0]:.1f} s: old/new {med['old'][0] / med['new'][0]:.2f}x;"
+          f" job img/s old {med['old'][1]:.1f}, new {med['new'][1]:.1f}: new/old {med['new'][1] / med['old'][1]:.2f}x",
+          flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rev", default="07bd30f")
     ap.add_argument("--archs", nargs="+", default=["mobile_former_151m", "mobilevit_xs"])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--search", action="store_true", help="time the default search stage instead of single jobs")
     a = ap.parse_args()
     old = worktree(a.rev)
+    if a.search:
+        print(f"old: {a.rev} ({old}), new: this tree ({ROOT}); nas search --budget 300M --no-confirm")
+        compare_search(old, a.repeats)
+        return
     print(f"old: {a.rev} ({old}), new: this tree ({ROOT}); confirm protocol, 1 thread, whole job")
     for arch in a.archs:
         t = {"old": [], "new": []}
