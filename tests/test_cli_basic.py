@@ -87,6 +87,7 @@ def test_bad_input_found_in_use_one_line_and_exit_2(tmp_path, args, needle):
     assert needle in p.stderr and "fix:" in p.stderr
     assert "Traceback" not in p.stderr and "usage:" not in p.stderr
     assert len([x for x in p.stderr.splitlines() if "error" in x]) == 1
+    assert p.stderr.startswith("nas"), p.stderr  # the error comes first: no progress bar or log line before it
 
 
 def test_flops_on_a_malformed_and_an_unknown_knob_yaml(tmp_path):

@@ -61,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and out.is_dir():
         raise ConfigError(f"--out {out} is a directory", "pass a file path such as metrics.json")
 
+    init = None
+    if args.init is not None:  # read before the progress bar starts: a bad file gets its error line alone
+        from nas.train.loop import read_weights
+
+        init = read_weights(args.init)
+
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
@@ -74,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
 
     try:
-        result = train_arch(arch, data, proxy, report=report, final=args.final, init=args.init, runtime=runtime)
+        result = train_arch(arch, data, proxy, report=report, final=args.final, init=init, runtime=runtime)
     finally:
         if bar is not None:
             bar.close()

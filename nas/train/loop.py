@@ -237,20 +237,24 @@ def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: Prox
     return result
 
 
+def read_weights(path: str | Path) -> dict:
+    """The state_dict in `path`; a ConfigError when there is no such file or it holds no state_dict."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no weights file {p}", "pass a state_dict file, e.g. from `nas supernet extract`")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - pickle, zip and torch's own errors alike: not a weights file
+        state = None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{p} is not a weights file (a state_dict saved by torch.save)",
+                          "pass the .pt file that `nas supernet extract` writes for this architecture")
+    return state
+
+
 def load_init(model: nn.Module, init: str | Path | dict) -> None:
     """Load initial weights into `model`; a ConfigError when they are not this network's."""
-    state = init
-    if not isinstance(init, dict):
-        p = Path(init)
-        if not p.is_file():
-            raise ConfigError(f"no weights file {p}", "pass a state_dict file, e.g. from `nas supernet extract`")
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - pickle, zip and torch's own errors alike: not a weights file
-            state = None
-        if not isinstance(state, dict):
-            raise ConfigError(f"{p} is not a weights file (a state_dict saved by torch.save)",
-                              "pass the .pt file that `nas supernet extract` writes for this architecture")
+    state = init if isinstance(init, dict) else read_weights(init)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
