@@ -36,7 +36,10 @@ def profile(arch: str, batch: int, threads: int, steps: int, top: int) -> None:
     proxy = load_proxy("confirm").replace(batch_size=batch)
     data = load_dataset(None)
     prep = prepare_data(data, proxy, torch.device("cpu"), final=True)
-    model = _model(__import__("nas.variants", fromlist=["x"]).resolve_arch(arch), data, proxy, torch.device("cpu"))
+    from nas.runtime import Runtime
+    from nas.variants import resolve_arch
+
+    model = _model(resolve_arch(arch), data, proxy, Runtime())
     opt = make_optimizer(model, proxy)
     crit = nn.CrossEntropyLoss(label_smoothing=proxy.label_smoothing)
     gen = torch.Generator().manual_seed(1)
