@@ -113,7 +113,7 @@ def score_job(job: Any, report: Any, *, space: dict[str, Any], proxy: dict[str, 
     arch = arch_of_job(job, space)
     base = {**job_base(job, arch.arch_id), "final": True, "epoch": 1, "eval_set": "val"}
     try:
-        with rt.threads_applied():
+        with rt.applied():
             net, prep, cal = scorer_state(supernet, proxy, data, calibration, images)
             top1 = score_subnet(net, arch, prep, calibration=cal, runtime=rt)
         out = {"status": "completed", METRIC: top1, "best_val_top1": top1, "val_curve": json.dumps([top1]),

@@ -138,7 +138,7 @@ def train_supernet(s: SupernetSettings, run_dir: Path, *, report: Callable[[dict
     step)."""
     from nas.data import load_dataset
     from nas.errors import ConfigError
-    from nas.runtime import Runtime
+    from nas.runtime import Runtime, keep_freed_memory
     from nas.space import parse_space
     from nas.train import lr_at, train_step
     from nas.train.pipeline import prepare_data, train_batch
@@ -149,6 +149,8 @@ def train_supernet(s: SupernetSettings, run_dir: Path, *, report: Callable[[dict
         raise ConfigError("the supernet cannot be compiled (its subnet changes every step)", "train it without compile")
     if rt.threads:
         torch.set_num_threads(int(rt.threads))
+    if rt.keep_freed_memory:
+        keep_freed_memory()
     dev = rt.torch_device
     step_rt = rt.replace(memory_format="contiguous")  # the weight-sharing net's layout (see the docstring)
     proxy = proxy_from_dict(s.protocol)

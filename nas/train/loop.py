@@ -215,7 +215,7 @@ def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: Prox
     t_start = time.perf_counter()
     result = TrainResult(status="failed", arch_id=arch.arch_id, proxy_hash=proxy.hash, dataset=data.name,
                          device=str(device))
-    with rt.threads_applied():
+    with rt.applied():
         try:
             prep = prepare_data(data, proxy, device, final=final)
             model = _model(arch, data, proxy, rt)
@@ -302,7 +302,7 @@ def time_steps(arch: ArchConfig | str, proxy: ProxyConfig, data: ImageData, *, s
     arch = resolve_arch(arch)
     rt = _runtime(runtime, device, threads)
     device = rt.torch_device
-    with rt.threads_applied():
+    with rt.applied():
         prep = prepare_data(data, proxy, device)
         model = _model(arch, data, proxy, rt).train()
         opt = make_optimizer(model, proxy)
