@@ -182,7 +182,11 @@ def test_oneshot_search_end_to_end_with_confirmation_and_extract(work, tmp_path)
     assert (cfg["n"] == 2).all()
     import yaml
 
-    assert yaml.safe_load((run / "run.yaml").read_text())["strategy"] == "oneshot"
+    run_yaml = yaml.safe_load((run / "run.yaml").read_text())
+    assert run_yaml["strategy"] == "oneshot"
+    from nas.supernet.score import CALIBRATION_IMAGES, SCORE_IMAGES
+
+    assert run_yaml["oneshot_scoring"] == {"calibration_images": CALIBRATION_IMAGES, "score_images": SCORE_IMAGES}
     assert "inherited" in (run / "dashboard.html").read_text()
     # resume of a finished one-shot run trains and scores nothing new
     r2 = subprocess.run([*NAS, "search", "--resume", str(run)], env=ENV, capture_output=True,

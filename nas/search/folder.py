@@ -72,6 +72,7 @@ def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
            "created_at": plan.created_at, "command": plan.command, "optuna_storage": "sqlite:///optuna.db",
            "study_name": plan.name, "strategy": o.strategy,
            "supernet": str(plan.supernet) if plan.supernet is not None else None,
+           "oneshot_scoring": oneshot_scoring() if plan.oneshot else None,
            "runtime": plan.runtime.to_dict(),
            "confirm": (confirm_settings(top_k=o.confirm_top, seeds=o.confirm_seeds, protocol=o.confirm_protocol,
                                         width=o.confirm_width, max_seeds=o.confirm_max_seeds,
@@ -89,6 +90,14 @@ def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
     env = {**environment(), "runtime": {**plan.runtime.resolved().to_dict(), "threads": resources.get("cpus_per_trial"),
                                          "key": plan.runtime.key}}
     R.atomic_write_text(d / "environment.json", json.dumps(env, indent=2))
+
+
+def oneshot_scoring() -> dict[str, int]:
+    """What each one-shot score reads (run.yaml's `oneshot_scoring`): the training images that recalibrate the
+    subnet's BatchNorm statistics and the validation images it is scored on."""
+    from nas.supernet.score import CALIBRATION_IMAGES, SCORE_IMAGES
+
+    return {"calibration_images": CALIBRATION_IMAGES, "score_images": SCORE_IMAGES}
 
 
 def confirm_settings(*, top_k: int, seeds: int, protocol: str | None, width: float, max_seeds: int,

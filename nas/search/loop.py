@@ -72,13 +72,6 @@ def stop_ray(plan: SearchPlan) -> None:
         tuning.shutdown_ray(keep_logs_in=plan.run_dir / "ray" / "logs")
 
 
-def _scoring_images() -> tuple[int, int]:
-    """One-shot scoring: (BatchNorm calibration images, validation images scored)."""
-    from nas.supernet.score import CALIBRATION_IMAGES, SCORE_IMAGES
-
-    return CALIBRATION_IMAGES, SCORE_IMAGES
-
-
 def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: int = 0,
                on_start: Callable[[SearchStart], None] | None = None,
                on_progress: Callable[[Progress], None] | None = None,
@@ -88,7 +81,7 @@ def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: i
     `extra_jobs` counts jobs a later stage adds (for the progress total); with `keep_ray` Ray stays up for
     that stage (`stop_ray` then ends it)."""
     from nas import tuning
-    from nas.search.folder import write_run_files
+    from nas.search.folder import oneshot_scoring, write_run_files
 
     t0 = time.time()
     o = plan.opts
@@ -126,13 +119,14 @@ def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: i
                                  kept=len(rec.trained("searched")), rerun=len(rerun), remaining=remaining,
                                  baselines_to_train=len(pending), cached_baselines=cached, resources=resources,
                                  nodes=int(info.get("nodes", 1)), supernet=plan.supernet))
+        scoring = oneshot_scoring()
         spec = tuning.TuneSpec(space=plan.space, budget=plan.budget, min_budget=plan.min_budget,
                                objective=o.objective, sampler=plan.sampler, trials=remaining, seed=o.seed + n_study,
                                proxy=plan.proxy.to_dict(), data=str(o.data) if o.data else plan.dataset.name,
                                storage_url=storage_url, study_name=plan.name, storage_path=d / "ray",
                                resources=resources, jobs=pending, early_stop=o.early_stop and not plan.oneshot,
                                supernet=str(plan.supernet) if plan.oneshot else None,
-                               calibration=_scoring_images()[0], score_images=_scoring_images()[1],
+                               calibration=scoring["calibration_images"], score_images=scoring["score_images"],
                                runtime=plan.runtime)
         hooks = tuning.SearchHooks(on_refused=rec.on_refused, on_finished=rec.on_finished,
                                    known_result=rec.known_result)

@@ -8,7 +8,8 @@ from typing import Any
 
 import optuna
 
-SAMPLERS = ("tpe", "nsga2", "random")
+from nas.search.plan import SAMPLERS  # the --sampler choices, checked when the plan is made
+
 _HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")  # Optuna >= 5
 
 
