@@ -1,27 +1,29 @@
 """Where and how networks run: one frozen object for the trainer, the one-shot scorer and the supernet.
 
 `Runtime` holds the device, the torch threads per job, the memory format, the precision, whether the
-model is compiled and whether the process keeps freed memory for reuse (`keep_freed_memory`). A run records it in run.yaml (`runtime:`) and environment.json, and the cross-run cache of
-baseline results keys on `Runtime.key`: a figure trained in bf16 or compiled is never reused for an fp32 run.
+model is compiled and whether the process keeps freed memory for reuse (`keep_freed_memory`). A run records it
+in run.yaml (`runtime:`) and environment.json, and the cross-run cache of baseline results keys on
+`Runtime.key`: a figure trained in bf16 or compiled is never reused for an fp32 run.
 
 Defaults are what BENCHMARKS.md measured on CPU ("Training speed: profile and options tried"): fp32 and
 channels_last (oneDNN's depthwise and 1x1 convolutions are 12-18% faster in it), no compile (measured idle on
-this 2-core CPU: no faster per step than eager at the protocol's sizes, after a 130-245 s first compile). ``precision: auto`` is bf16 autocast
-on CUDA, fp32 elsewhere (bf16 changes the numbers, and is slow where the CPU lacks native bf16);
-``device: auto`` is CUDA where there is one.
+this 2-core CPU: no faster per step than eager at the protocol's sizes, after a 130-245 s first compile).
+``precision: auto`` is bf16 autocast on CUDA, fp32 elsewhere (bf16 changes the numbers, and trained slower on
+both CPUs measured, with native bf16 or without); ``device: auto`` is CUDA where there is one.
 
-``keep_freed_memory`` (default on): glibc's malloc hands every block over its dynamic threshold (up to 32 MiB)
-straight back to the kernel when it is freed, so each training step and evaluation batch page-faults its large
-activations in again (up to 2,000-4,000 faults a step, 0.25-0.5 M per 1,024 evaluated images for
-mobilevit_xs). With it on, `applied` sets glibc's mmap threshold to 32 MiB and its trim threshold to 1 GiB
-once per process, so freed activations are reused: side by side on a 2-core AVX-512 EPYC, MobileViT-XS trains
-1.19x and evaluates 1.21x as fast, Mobile-Former-151M evaluates 1.15x as fast (BENCHMARKS.md, "A second
-machine"). Same numbers, more resident memory; a no-op off glibc.
+``keep_freed_memory`` (default on): depending on what else sits on its heap, glibc's malloc can hand large
+freed blocks straight back to the kernel, so each training step and evaluation batch page-faults its
+activations in again. For mobilevit_xs, some processes took 130,560 minor faults per 512 evaluated images
+(`bench/runtime_options.py`), others none. With it on, `apply` sets glibc's mmap threshold to 32 MiB and its trim threshold to 1 GiB
+once per process, so freed activations are always reused (no faults). Where glibc did fault, that made
+MobileViT-XS evaluate 1.2-1.3x as fast; where it did not, speed is unchanged within noise (BENCHMARKS.md, "A
+second machine"). Same numbers, more resident memory; a no-op off glibc.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -30,8 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas.errors import ConfigError
-
-_MALLOC_KEPT: list[bool] = []  # set once per process by `keep_freed_memory`
 
 PRECISIONS = ("auto", "fp32", "bf16")
 MEMORY_FORMATS = ("channels_last", "contiguous")
@@ -143,11 +143,10 @@ class Runtime:
         """A batch in this runtime's memory format."""
         return x.contiguous(memory_format=self.torch_memory_format) if x.dim() == 4 else x
 
-    @contextmanager
-    def applied(self) -> Iterator[None]:
-        """The block runs under this runtime's process settings: torch's intra-op threads set to `threads`
-        (restored after) and, if `keep_freed_memory`, the allocator's thresholds (`keep_freed_memory()`, once
-        per process, kept after)."""
+    def apply(self) -> int:
+        """Set this runtime's process settings: torch's intra-op threads to `threads` (when given) and, if
+        `keep_freed_memory`, the allocator's thresholds (`keep_freed_memory()`: once per process, for its
+        life). Returns torch's thread count from before."""
         import torch
 
         if self.keep_freed_memory:
@@ -155,6 +154,14 @@ class Runtime:
         prev = torch.get_num_threads()
         if self.threads is not None:
             torch.set_num_threads(int(self.threads))
+        return prev
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        """The block runs under `apply`'s settings; torch's thread count is restored after it."""
+        import torch
+
+        prev = self.apply()
         try:
             yield
         finally:
@@ -162,24 +169,22 @@ class Runtime:
                 torch.set_num_threads(prev)
 
 
+@functools.cache  # once per process: the settings stay for its life
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed blocks of up to 32 MiB for reuse (mmap threshold 32 MiB, trim
     threshold 1 GiB) instead of returning them to the kernel; True if the process runs on glibc and both
-    settings took. Done once per process (the settings stay for its life)."""
-    if not _MALLOC_KEPT:
-        import ctypes
-        import platform
+    settings took."""
+    import ctypes
+    import platform
 
-        ok = False
-        if platform.libc_ver()[0] == "glibc":
-            try:
-                libc = ctypes.CDLL("libc.so.6")
-                M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # malloc.h
-                ok = bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
-            except (OSError, AttributeError):
-                ok = False
-        _MALLOC_KEPT.append(ok)
-    return _MALLOC_KEPT[0]
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # malloc.h
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
 
 
 def add_runtime_arguments(p: Any) -> None:

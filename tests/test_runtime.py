@@ -4,6 +4,7 @@ through the real trainer, scorer-free paths and the real baseline cache; the tun
 from __future__ import annotations
 
 import ast
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,7 @@ def test_runtime_key_follows_what_changes_the_numbers_not_threads():
 
 
 FAULTS = """
-import resource, sys, torch
+import resource, torch
 from nas.runtime import Runtime
 def faults():  # 24 activations of 4 MiB allocated, used and freed, as a step or an eval batch does (96 MiB:
     def step():  # more than glibc's largest dynamic trim threshold, 64 MiB, so default glibc always returns it)
@@ -53,7 +54,7 @@ def faults():  # 24 activations of 4 MiB allocated, used and freed, as a step or
     for _ in range(30):
         step()
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
-with Runtime(keep_freed_memory=sys.argv[1] == "1").applied():
+with Runtime().applied():  # keep_freed_memory is the default
     print(faults())
 """
 
@@ -66,10 +67,9 @@ def test_keep_freed_memory_stops_the_page_faults_of_reused_activations():
     A fresh process: the setting lasts for the life of a process."""
     from nas.runtime import keep_freed_memory
 
-    if __import__("platform").libc_ver()[0] == "glibc":
+    if platform.libc_ver()[0] == "glibc":
         assert keep_freed_memory()  # both mallopt settings took
-    out = subprocess.run([sys.executable, "-c", FAULTS, "1"], capture_output=True, text=True, check=True,
-                         cwd=ROOT).stdout
+    out = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     on = int(out.split()[-1])
     assert on <= 8192, on  # 30 steps x 24,576 pages of 4 KiB: at most a one-time growth of the heap
 

@@ -138,7 +138,7 @@ def train_supernet(s: SupernetSettings, run_dir: Path, *, report: Callable[[dict
     step)."""
     from nas.data import load_dataset
     from nas.errors import ConfigError
-    from nas.runtime import Runtime, keep_freed_memory
+    from nas.runtime import Runtime
     from nas.space import parse_space
     from nas.train import lr_at, train_step
     from nas.train.pipeline import prepare_data, train_batch
@@ -147,10 +147,7 @@ def train_supernet(s: SupernetSettings, run_dir: Path, *, report: Callable[[dict
     rt = Runtime.of(runtime).replace(device=device, threads=threads).resolved()
     if rt.compile:
         raise ConfigError("the supernet cannot be compiled (its subnet changes every step)", "train it without compile")
-    if rt.threads:
-        torch.set_num_threads(int(rt.threads))
-    if rt.keep_freed_memory:
-        keep_freed_memory()
+    rt.apply()  # threads and allocator for the life of this training
     dev = rt.torch_device
     step_rt = rt.replace(memory_format="contiguous")  # the weight-sharing net's layout (see the docstring)
     proxy = proxy_from_dict(s.protocol)
