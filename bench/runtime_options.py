@@ -9,7 +9,8 @@ test images, the trainer's batch of 32) under each `nas.runtime.Runtime` setting
 Each setting runs in a fresh process (the allocator setting lasts for a process's life), settings interleaved
 round by round so that all see the same load; the machine load (1-minute average) is printed before each.
 Per setting the median over rounds of the fastest-step time, and of the faster of two evaluation passes, is
-reported relative to the default (fp32, channels_last, 1 thread, freed memory kept).
+reported relative to the default (fp32, channels_last, 1 thread, freed memory kept); each probe line also
+gives the minor page faults of one evaluation pass (`getrusage`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ data = load_dataset(None)
 s = time_steps(arch, p, data, steps=steps, runtime=rt)
 ev = float("nan")
 if n_eval:
-    import time
+    import resource, time
     from nas.train.loop import _model, _runtime, evaluate_metrics
     from nas.train.pipeline import prepare_data
     from nas.variants import resolve_arch
@@ -44,13 +45,15 @@ if n_eval:
         model = _model(resolve_arch(arch), data, p, r)
         x, y = prep.test_x[:n_eval], prep.test_y[:n_eval]
         evaluate_metrics(model, x[:64], y[:64], prep, batch_size=2 * p.batch_size, runtime=r)
-        best = []
+        best, faults = [], []
         for _ in range(2):
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t = time.perf_counter()
             evaluate_metrics(model, x, y, prep, batch_size=2 * p.batch_size, runtime=r)
             best.append((time.perf_counter() - t) / len(x))
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
         ev = min(best)
-print(json.dumps({"s_per_img": s, "eval_s_per_img": ev}))
+print(json.dumps({"s_per_img": s, "eval_s_per_img": ev, "eval_faults": max(faults) if n_eval else 0}))
 """
 SETTINGS = {
     "default": ("fp32 channels_last 1 thread (default)", {"threads": 1}),
@@ -61,11 +64,11 @@ SETTINGS = {
 }
 
 
-def once(arch: str, rt: dict, steps: int, n_eval: int) -> tuple[float, float]:
+def once(arch: str, rt: dict, steps: int, n_eval: int) -> tuple[float, float, int]:
     out = subprocess.run([sys.executable, "-c", PROBE, arch, json.dumps(rt), str(steps), str(n_eval)], cwd=ROOT,
                          capture_output=True, text=True, check=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    return r["s_per_img"], r["eval_s_per_img"]
+    return r["s_per_img"], r["eval_s_per_img"], r["eval_faults"]
 
 
 def pair(arch: str, steps: int) -> float:
@@ -87,26 +90,26 @@ def main() -> int:
     a = ap.parse_args()
     chosen = ["default"] + [k for k in a.settings if k != "default"]
     for arch in a.archs:
-        got: dict[str, list[tuple[float, float]]] = {k: [] for k in chosen}
+        got: dict[str, list[tuple[float, float, int]]] = {k: [] for k in chosen}
         pairs: list[float] = []
         for r in range(a.rounds):
             for key in chosen:
                 name, rt = SETTINGS[key]
                 load = os.getloadavg()[0]
                 got[key].append(once(arch, rt, a.steps, a.eval_images))
-                tr, ev = got[key][-1]
+                tr, ev, flt = got[key][-1]
                 print(f"  {arch} round {r}: {name}: train {1000 * tr:.2f} ms/img, eval {1000 * ev:.2f} ms/img "
-                      f"(load {load:.1f})", flush=True)
+                      f"({flt} minor page faults in one pass) (load {load:.1f})", flush=True)
             if not a.no_pairs:
                 load = os.getloadavg()[0]
                 pairs.append(pair(arch, a.steps))
                 print(f"  {arch} round {r}: 2 jobs x 1 thread: {pairs[-1]:.1f} img/s for the machine (load {load:.1f})",
                       flush=True)
-        base = statistics.median(t for t, _ in got["default"])
-        base_ev = statistics.median(e for _, e in got["default"])
+        base = statistics.median(t for t, _, _ in got["default"])
+        base_ev = statistics.median(e for _, e, _ in got["default"])
         print(f"{arch}:")
         for key, v in got.items():
-            m, e = statistics.median(t for t, _ in v), statistics.median(e for _, e in v)
+            m, e = statistics.median(t for t, _, _ in v), statistics.median(e for _, e, _ in v)
             print(f"  {SETTINGS[key][0]:<58} train {1000 * m:7.2f} ms/img {1 / m:6.1f} img/s x{base / m:.2f}"
                   f" | eval {1000 * e:5.2f} ms/img x{base_ev / e:.2f}   (vs default)")
         if pairs:
