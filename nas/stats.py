@@ -185,16 +185,22 @@ def reading_of_tau(r: RankAgreement) -> str:
             "accuracies as a coarse filter, and confirmed ones as the result")
 
 
-def reading_of_noise(sd: float, n: int, dof: int) -> str:
-    """One line on the seed noise floor: how large a difference n paired seeds can resolve."""
-    if not math.isfinite(sd):
-        return "seed noise not measured (each architecture needs >= 2 confirm seeds)"
+def resolvable(sd: float, n: int) -> float:
+    """The smallest paired difference whose 95% interval excludes 0 with `n` paired seeds, for a per-architecture
+    seed SD `sd`, if the pair's runs were independent (a planning figure)."""
     from scipy import stats
 
-    # the smallest paired difference whose 95% interval excludes 0, if the pair's runs were independent
-    resolve = float(stats.t.ppf(0.975, max(1, n - 1))) * sd * math.sqrt(2) / math.sqrt(max(1, n))
+    return float(stats.t.ppf(0.975, max(1, n - 1))) * sd * math.sqrt(2) / math.sqrt(max(1, n))
+
+
+def reading_of_noise(sd: float, n: int, dof: int, *, most: int | None = None) -> str:
+    """One line on the seed noise floor: how large a difference n paired seeds can resolve (and `most`
+    seeds, where some pair has more, e.g. the headline pair)."""
+    if not math.isfinite(sd):
+        return "seed noise not measured (each architecture needs >= 2 confirm seeds)"
+    more = (f"; with {most}, under ~{resolvable(sd, most):.1f}" if most is not None and most > n else "")
     return (f"seed noise: SD {sd:.2f} points per architecture ({dof} degrees of freedom); with {n} paired seeds, "
-            f"differences under ~{resolve:.1f} points are not resolved")
+            f"differences under ~{resolvable(sd, n):.1f} points are not resolved{more}")
 
 
 def _finite(v: object) -> bool:
@@ -205,4 +211,4 @@ def _finite(v: object) -> bool:
 
 
 __all__ = ["Summary", "PairedDiff", "RankAgreement", "summarize", "t_interval", "paired_diff", "paired_tau_diff", "pooled_sd",
-           "paired_noise_sd", "seeds_for_width", "kendall_tau", "rank_agreement", "reading_of_tau", "reading_of_noise", "VERDICTS", "LEVEL"]
+           "paired_noise_sd", "seeds_for_width", "kendall_tau", "rank_agreement", "reading_of_tau", "reading_of_noise", "resolvable", "VERDICTS", "LEVEL"]

@@ -206,8 +206,34 @@ def dominance_claims(df: pd.DataFrame, *, table: pd.DataFrame | None = None,
 
 
 @dataclass(frozen=True)
+class RungNoise:
+    """The seed noise floor of one rung: the pooled per-architecture SD of its accuracies, its degrees of
+    freedom, the fewest and most paired seeds of its architectures, and the one-line reading."""
+
+    stage: str
+    steps: int
+    sd: float
+    dof: int
+    seeds: int
+    most_seeds: int
+    reading: str
+
+
+def rung_noise(df: pd.DataFrame, stage: str, *, table: pd.DataFrame | None = None,
+               accs: dict[str, dict[int, float]] | None = None) -> RungNoise:
+    """The seed noise floor of rung `stage`, pooled over every architecture trained there."""
+    table, accs = _measured(df, table, accs, stage)
+    sd, dof = S.pooled_sd([list(v.values()) for v in accs.values()])
+    n = [int(x) for x in table["n"]] if len(table) else [0]
+    return RungNoise(stage, stage_steps(df, stage), sd, dof, min(n), max(n),
+                     S.reading_of_noise(sd, min(n), dof, most=max(n)))
+
+
+@dataclass(frozen=True)
 class Trust:
-    """The trust meter: search-stage vs confirmed ranking over the confirmed set, and the seed noise."""
+    """The trust meter: search-stage vs confirmed ranking over the confirmed set and the seed noise, both on
+    the first rung (where every confirmed architecture is), and the seed noise of the top rung (`top`, None
+    when the first rung is the top), the one its verdicts stand on."""
 
     rank: S.RankAgreement
     noise_sd: float
@@ -215,6 +241,7 @@ class Trust:
     seeds: int
     rank_reading: str
     noise_reading: str
+    top: RungNoise | None = None
 
 
 def trust_meter(df: pd.DataFrame, *, resamples: int = 2000, table: pd.DataFrame | None = None,
@@ -312,8 +339,12 @@ def compute_confirmation(df: pd.DataFrame, stage: str | None = None) -> Confirma
     stage = top_stage(df) if stage is None else stage
     table, accs = confirmed_table(df, stage), seed_accuracies(df, stage)  # once, for all four parts
     verdicts = with_trends(df, verdict_table(df, table=table, accs=accs, stage=stage), stage)
-    # the trust meter reads the first rung: every confirmed architecture is there, the top rung has a few
-    trust = trust_meter(df) if stage != FIRST_RUNG else trust_meter(df, table=table, accs=accs)
+    # the trust meter's ranking reads the first rung (every confirmed architecture is there, the top rung has a
+    # few); its noise reads both, since the printed verdicts stand on the top rung's
+    if stage == FIRST_RUNG:
+        trust = trust_meter(df, table=table, accs=accs)
+    else:
+        trust = dataclasses.replace(trust_meter(df), top=rung_noise(df, stage, table=table, accs=accs))
     return Confirmation(table, verdicts, dominance_claims(df, table=table, accs=accs, stage=stage),
                         trust, stage=stage, steps=stage_steps(df, stage),
                         rungs=[(s, stage_steps(df, s)) for s in rung_stages(df)])
@@ -331,7 +362,8 @@ def mark_front(front: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-__all__ = ["CONFIRMED_COLUMNS", "VERDICT_COLUMNS", "Confirmation", "Dominance", "Trust", "compute_confirmation",
+__all__ = ["CONFIRMED_COLUMNS", "VERDICT_COLUMNS", "Confirmation", "Dominance", "Trust", "RungNoise", "rung_noise",
+           "compute_confirmation",
            "confirmed_table", "verdict_table", "headline", "half_width", "base_seeds", "dominance_claims", "trust_meter",
            "seed_accuracies", "mark_front", "macro_of", "mean_on", "rung_stages", "stage_steps", "top_stage",
            "trend_of", "with_trends", "ladder_rows", "FIRST_RUNG", "TRENDS", "LADDER_COLUMNS"]

@@ -733,9 +733,35 @@ def test_the_top_rung_carries_the_verdicts_with_their_trend(tmp_path):
     # at <= its MAdds, so only c_top's two best references come with it
     picks = rung_trials(df)
     assert picks[0] == "c_top" and "b_small" in picks and "c_low" in picks
+    # the trust meter's noise reads the top rung too: pooled over its 4 architectures x 3 seeds by hand,
+    # sums of squares 0.02 + 0.02 + 0.02 + 0.02/3 over 8 degrees of freedom
+    top = conf.trust.top
+    assert (top.stage, top.steps, top.dof, top.seeds, top.most_seeds) == ("confirm@512", 512, 8, 3, 3)
+    assert math.isclose(top.sd, math.sqrt((0.06 + 0.02 / 3) / 8), rel_tol=1e-6)
+    assert f"SD {top.sd:.2f}" in top.reading and "with 3 paired seeds" in top.reading
+    assert conf.trust.noise_dof != top.dof  # the first rung's noise is another reading
+    from nas.cli.search import trust_lines
+
+    lines = trust_lines(conf.trust)
+    assert lines[-1].strip() == top.reading and "512 steps" in lines[-2]
+    assert compute_confirmation(confirmed_frame()).trust.top is None  # one rung: nothing more to read
+    assert trust_lines(compute_confirmation(confirmed_frame()).trust)[-1].strip().startswith("seed noise")
+    tm = viz.compute_trust_meter(conf)
+    assert tm.top == top and "at 512 steps" in tm.top_noise_text and f"{top.sd:.2f}" in tm.top_noise_text
     # the dashboard draws the ladder and the pair's curves
     figs = viz.build_figures(R.Run(path=tmp_path, config={"name": "ladder"}, trials=df,
                                    pareto=R.compute_pareto(df)), confirmation=conf)
     assert "ladder" in figs and "pair_curves" in figs
     ys = sorted(round(float(y), 2) for tr in figs["ladder"].data for y in tr.y)
     assert 0.77 in ys and 3.6 in ys
+    # and the page shows the top rung's noise beside the first rung's
+    d = tmp_path / "laddered"
+    d.mkdir()
+    (d / "run.yaml").write_text(yaml.safe_dump({"name": "laddered", "budget_m": 300, "data": "synthetic-10"}))
+    R.write_trials(d, df)
+    page = viz.write_dashboard(d).read_text()
+    import html as _html
+
+    trust = page[page.index('data-section="trust"'):]
+    assert "seed noise floor at the top rung" in trust and _html.escape(top.reading) in trust
+    assert _html.escape(tm.top_noise_text) in trust and _html.escape(tm.noise_reading) in trust

@@ -429,9 +429,17 @@ def confirmation_lines(conf: Any, resolution: int | None = None) -> list[str]:
                      + _trend(v))
     for d in conf.dominance:
         lines.append(f"  {d.a} dominates {d.b}: no more MAdds and {d.diff:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] points")
-    tr = conf.trust
-    lines += ["", "trust meter:", "  (read on the first rung, where every confirmed architecture is)",
-              f"  {tr.rank_reading}", f"  {tr.noise_reading}"]
+    return lines + trust_lines(conf.trust)
+
+
+def trust_lines(tr: Any) -> list[str]:
+    """The summary's trust meter (a `nas.verdicts.Trust`): the ranking and noise of the first rung, then the
+    noise of the top rung, where the printed verdicts stand."""
+    lines = ["", "trust meter:", "  (read on the first rung, where every confirmed architecture is)",
+             f"  {tr.rank_reading}", f"  {tr.noise_reading}"]
+    if tr.top is not None:
+        lines += [f"  (and on the top rung, {tr.top.steps} steps, where the verdicts above stand)",
+                  f"  {tr.top.reading}"]
     return lines
 
 

@@ -262,6 +262,17 @@ class TrustMeter:
     seeds: int
     rank_reading: str
     noise_reading: str
+    top: V.RungNoise | None = None  # the top rung's noise, where the verdicts stand (None: the first rung is the top)
+
+    @property
+    def top_noise_text(self) -> str:
+        t = self.top
+        if t is None:
+            return ""
+        if not math.isfinite(t.sd):
+            return f"seed noise SD n/a at {t.steps} steps"
+        seeds = f"{t.seeds}-{t.most_seeds}" if t.most_seeds > t.seeds else f"{t.seeds}"
+        return f"seed noise SD {t.sd:.2f} points ({t.dof} dof, {seeds} seeds) at {t.steps} steps"
 
     @property
     def rank_text(self) -> str:
@@ -282,7 +293,7 @@ def compute_trust_meter(conf: V.Confirmation) -> TrustMeter:
     tr = conf.trust
     return TrustMeter(tau=tr.rank.tau, lo=tr.rank.lo, hi=tr.rank.hi, n=tr.rank.n, noise_sd=tr.noise_sd,
                       noise_dof=tr.noise_dof, seeds=tr.seeds, rank_reading=tr.rank_reading,
-                      noise_reading=tr.noise_reading)
+                      noise_reading=tr.noise_reading, top=tr.top)
 
 
 @dataclass(frozen=True)

@@ -385,7 +385,7 @@ def _verdicts_html(conf: V.Confirmation) -> str:
 
 def _trust_html(conf: V.Confirmation) -> str:
     """The trust meter: how well the search ranked the confirmed set (tau and its interval on a -1..1 gauge),
-    and the seed noise floor; each with its one-line reading."""
+    and the seed noise floor of the first rung and of the top rung; each with its one-line reading."""
     e = html.escape
     t = compute_trust_meter(conf)
 
@@ -400,11 +400,14 @@ def _trust_html(conf: V.Confirmation) -> str:
                  f'<div class="tau" style="left:{pos(t.tau):.1f}%"></div></div>'
                  '<div class="gauge-scale"><span>-1 reversed</span><span>0 unrelated</span>'
                  "<span>+1 same order</span></div>")
+    top = ("" if t.top is None else
+           f'<div><div class="k note">seed noise floor at the top rung, where the verdicts stand</div>'
+           f'<div class="num">{e(t.top_noise_text)}</div><p class="reading">{e(t.top.reading)}</p></div>')
     return ('<div class="panel" data-section="trust"><h2>Trust meter</h2><div class="trust">'
             f'<div><div class="k note">search-stage ranking vs confirmed ranking</div>'
             f'<div class="num">{e(t.rank_text)}</div>{gauge}<p class="reading">{e(t.rank_reading)}</p></div>'
-            f'<div><div class="k note">seed noise floor</div><div class="num">{e(t.noise_text)}</div>'
-            f'<p class="reading">{e(t.noise_reading)}</p></div></div></div>')
+            f'<div><div class="k note">seed noise floor (first rung)</div><div class="num">{e(t.noise_text)}</div>'
+            f'<p class="reading">{e(t.noise_reading)}</p></div>{top}</div></div>')
 
 
 def _confirm_problems_html(trials: Any) -> str:
