@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,8 +56,14 @@ class Runtime:
         if self.memory_format not in MEMORY_FORMATS:
             raise ConfigError(f"memory format {self.memory_format!r} is not one of {', '.join(MEMORY_FORMATS)}",
                               "use --memory-format channels_last (the default) or contiguous")
-        if self.threads is not None and int(self.threads) < 1:
-            raise ConfigError(f"threads {self.threads} must be at least 1", "give a positive thread count")
+        for name in ("compile", "keep_freed_memory"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"runtime setting {name} is {getattr(self, name)!r}, not true or false",
+                                  f"set {name}: true or {name}: false")
+        if self.threads is not None and (isinstance(self.threads, bool)
+                                         or not isinstance(self.threads, numbers.Integral) or self.threads < 1):
+            raise ConfigError(f"threads {self.threads!r} must be a whole number of at least 1",
+                              "give a positive thread count")
         dev = str(self.device)
         if dev != "auto" and dev.split(":")[0] not in ("cpu", "cuda", "mps"):
             raise ConfigError(f"device {dev!r} is not cpu, cuda, cuda:N or auto", "use --device cpu or cuda")

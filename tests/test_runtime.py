@@ -22,9 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_runtime_checks_its_settings_and_resolves_auto():
-    for bad in ({"precision": "fp8"}, {"memory_format": "nhwc"}, {"threads": 0}, {"device": "tpu"}):
+    for bad in ({"precision": "fp8"}, {"memory_format": "nhwc"}, {"threads": 0}, {"device": "tpu"},
+                {"threads": "2"}, {"threads": 1.5}, {"threads": True}, {"compile": "yes"},
+                {"keep_freed_memory": "no"}, {"keep_freed_memory": 0}):
         with pytest.raises(ConfigError):
             Runtime(**bad)
+    # a run.yaml's runtime dict with a string where a switch goes names the setting and the fix
+    with pytest.raises(ConfigError, match="keep_freed_memory is 'no', not true or false"):
+        Runtime.of({"keep_freed_memory": "no"})
     with pytest.raises(ConfigError, match="unknown runtime setting"):
         Runtime.of({"precision": "fp32", "fast": True})
     r = Runtime(device="auto").resolved()
