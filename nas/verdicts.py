@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 CONFIRMED_COLUMNS = ["trial", "kind", "family", "macro", "madds_m", "params_m", "search_top1", "mean", "sd", "n",
                      "lo", "hi", "eval_set", "seeds"]
 VERDICT_COLUMNS = ["trial", "family", "madds_m", "mean", "reference", "reference_madds_m", "reference_mean",
-                   "diff", "diff_lo", "diff_hi", "n", "verdict", "headline", "stage", "steps", "trend", "rungs"]
+                   "diff", "diff_lo", "diff_hi", "n", "verdict", "headline", "stage", "steps", "trend", "rungs",
+                   "last_trend"]
 FIRST_RUNG = "confirm"
 TRENDS = ("holds", "shrinks", "reverses", "unresolved")
 
@@ -148,7 +149,7 @@ def verdict_table(df: pd.DataFrame, *, table: pd.DataFrame | None = None,
                "reference": "", "reference_madds_m": math.nan, "reference_mean": math.nan, "diff": math.nan,
                "diff_lo": math.nan, "diff_hi": math.nan, "n": 0,
                "verdict": "no published variant at <= MAdds confirmed", "headline": False, "stage": stage,
-               "steps": stage_steps(df, stage), "trend": "", "rungs": ""}
+               "steps": stage_steps(df, stage), "trend": "", "rungs": "", "last_trend": ""}
         if len(cand):
             ref = max(cand.to_dict("records"), key=lambda b: mean_on(accs[b["trial"]], first))
             d = S.paired_diff(accs[r["trial"]], accs[ref["trial"]])
@@ -320,7 +321,8 @@ def ladder_rows(df: pd.DataFrame, verdicts: pd.DataFrame, stage: str | None = No
 
 def with_trends(df: pd.DataFrame, verdicts: pd.DataFrame, stage: str) -> pd.DataFrame:
     """`verdicts` (at rung `stage`) with each pair's paired difference at every rung up to `stage`
-    (`rungs`: "128: +6.92 [+4.45, +9.39] n=13; 512: +1.73 [+1.17, +2.28] n=4") and its `trend`."""
+    (`rungs`: "128: +6.92 [+4.45, +9.39] n=13; 512: +1.73 [+1.17, +2.28] n=4"), its `trend` (first rung to
+    top) and its `last_trend` (the rung below the top to the top: whether the gap still moved on the last climb)."""
     lad = ladder_rows(df, verdicts, stage)
     out = verdicts.copy()
     for i, r in out.iterrows():
@@ -331,6 +333,7 @@ def with_trends(df: pd.DataFrame, verdicts: pd.DataFrame, stage: str) -> pd.Data
         out.at[i, "rungs"] = "; ".join(f"{p['steps'] or p['stage']}: {p['diff']:+.2f} [{p['diff_lo']:+.2f}, "
                                        f"{p['diff_hi']:+.2f}] n={p['n']}" for p in pair)
         out.at[i, "trend"] = trend_of(diffs[0], diffs[-1]) if len(diffs) >= 2 else "one rung"
+        out.at[i, "last_trend"] = trend_of(diffs[-2], diffs[-1]) if len(diffs) >= 2 else "one rung"
     return out
 
 

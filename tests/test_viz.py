@@ -765,3 +765,32 @@ def test_the_top_rung_carries_the_verdicts_with_their_trend(tmp_path):
     trust = page[page.index('data-section="trust"'):]
     assert "seed noise floor at the top rung" in trust and _html.escape(top.reading) in trust
     assert _html.escape(tm.top_noise_text) in trust and _html.escape(tm.noise_reading) in trust
+
+
+def test_the_headline_says_when_its_gap_still_shrank_on_the_last_climb():
+    """The summary's hint to climb a rung reads the last climb, not the first rung: c_top - b_small is +3.6 at
+    128 steps and +0.77 at 512 (shrinks on the last climb: hint), then +0.80 at 2,048 (trend first-to-top still
+    'shrinks', but the last climb held: no hint)."""
+    from nas.cli.search import climb_hint, confirmation_lines
+    from nas.verdicts import compute_confirmation
+
+    df = laddered_frame()
+    conf = compute_confirmation(df)
+    h = conf.headline
+    assert h["trial"] == "c_top" and h["trend"] == h["last_trend"] == "shrinks"
+    hint = climb_hint(h, conf.steps, "results/r1")
+    assert len(hint) == 1 and "`nas confirm results/r1 --steps 2048`" in hint[0] and "at 512 steps" in hint[0]
+    assert hint[0] in confirmation_lines(conf, 32, "results/r1")
+    rows = df.to_dict("records")
+    for t, accs in {"b_small": [80.0, 80.2, 80.1], "c_top": [80.8, 81.0, 80.9]}.items():
+        for seed, a in enumerate(accs):
+            rows.append(R.make_row(trial=t, name=t, kind="baseline" if t.startswith("b_") else "searched",
+                                   madds_m={"b_small": 150.0, "c_top": 280.0}[t], family="hybrid-MF", params_m=1.0,
+                                   arch_id=t, stage="confirm@2048", seed=seed, status="completed", val_top1=60.0,
+                                   test_top1=a, eval_set="test", steps=2048, val_curve="[70.0, 79.0]"))
+    conf3 = compute_confirmation(R.normalize_trials(pd.DataFrame(rows)))
+    h3 = conf3.headline
+    assert conf3.steps == 2048 and h3["trial"] == "c_top" and h3["rungs"].count(";") == 2
+    assert h3["trend"] == "shrinks" and h3["last_trend"] == "holds"
+    assert climb_hint(h3, conf3.steps) == []
+    assert not any("climbs a rung" in line for line in confirmation_lines(conf3, 32, "results/r1"))

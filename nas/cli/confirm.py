@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
         copts = dataclasses.replace(copts, top_steps=plan.opts.top_steps)
     out = confirm_stage(plan, copts, dashboard=plan.run_dir / "dashboard.html", started=started)
-    for line in confirmation_lines(compute_confirmation(out.trials), run_resolution(plan.run_dir)):
+    for line in confirmation_lines(compute_confirmation(out.trials), run_resolution(plan.run_dir), plan.run_dir):
         print(line)
     if out.interrupted:
         print(f"\ninterrupted: continue with `nas confirm {plan.run_dir}`")

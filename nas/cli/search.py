@@ -349,7 +349,7 @@ def summary_lines(out: Any) -> list[str]:
              f"budget screen; {stages}{rate}" + ("  (interrupted)" if out.interrupted else "")]
     conf = V.compute_confirmation(df)
     if not conf.empty:
-        lines += confirmation_lines(conf, run_resolution(out.run_dir))
+        lines += confirmation_lines(conf, run_resolution(out.run_dir), out.run_dir)
     else:
         lines.append("NOT CONFIRMED: the numbers below are single short search-stage runs on the validation split "
                      "(seed-to-seed they move by several points); run `nas confirm " + str(out.run_dir) + "`")
@@ -393,7 +393,7 @@ def training_words(steps: int, resolution: int | None = None) -> str:
     return f"after {steps} training steps" + (f" at {resolution} px" if resolution else "")
 
 
-def confirmation_lines(conf: Any, resolution: int | None = None) -> list[str]:
+def confirmation_lines(conf: Any, resolution: int | None = None, run_dir: Any = None) -> list[str]:
     t = conf.table
     ev = t["eval_set"].iloc[0] if len(t) else "test"
     ns = sorted({int(x) for x in t["n"]}) if len(t) else [0]
@@ -418,6 +418,7 @@ def confirmation_lines(conf: Any, resolution: int | None = None) -> list[str]:
         lines.append(f"  HEADLINE {h['trial']} vs {h['reference']}: {_f(h['diff'], '+.2f')} points "
                      f"[{_f(h['diff_lo'], '+.2f')}, {_f(h['diff_hi'], '+.2f')}], n={h['n']}, half-width "
                      f"{_f(half_width(h))}: {str(h['verdict']).upper()}" + _trend(h))
+        lines += climb_hint(h, conf.steps, run_dir)
     for v in conf.verdicts.to_dict("records"):
         if h is not None and v["trial"] == h["trial"]:
             continue
@@ -441,6 +442,16 @@ def trust_lines(tr: Any) -> list[str]:
         lines += [f"  (and on the top rung, {tr.top.steps} steps, where the verdicts above stand)",
                   f"  {tr.top.reading}"]
     return lines
+
+
+def climb_hint(h: dict[str, Any], steps: int, run_dir: Any = None) -> list[str]:
+    """Where the headline's gap still shrank on the last rung climbed (`last_trend`), its size is a statement at
+    that training length only: one line saying so, with the command that climbs a rung (4x the steps)."""
+    if h.get("last_trend") != "shrinks" or not steps:
+        return []
+    run = str(run_dir) if run_dir is not None else "RUN"
+    return [f"      its gap is still shrinking at {steps} steps, so its size holds at this training length only: "
+            f"`nas confirm {run} --steps {4 * steps}` climbs a rung"]
 
 
 def _trend(v: dict[str, Any]) -> str:
