@@ -249,11 +249,9 @@ def trust_meter(df: pd.DataFrame, *, resamples: int = 2000, table: pd.DataFrame 
                 accs: dict[str, dict[int, float]] | None = None, stage: str = FIRST_RUNG) -> Trust:
     table, accs = _measured(df, table, accs, stage)
     rank = S.rank_agreement(table["search_top1"].tolist(), table["mean"].tolist(), resamples=resamples)
-    groups = [list(v.values()) for v in accs.values()]
-    sd, dof = S.pooled_sd(groups)
-    seeds = int(table["n"].min()) if len(table) else 0  # the headline pair may have more
-    return Trust(rank=rank, noise_sd=sd, noise_dof=dof, seeds=seeds, rank_reading=S.reading_of_tau(rank),
-                 noise_reading=S.reading_of_noise(sd, seeds, dof))
+    noise = rung_noise(df, stage, table=table, accs=accs)  # its fewest seeds: the headline pair may have more
+    return Trust(rank=rank, noise_sd=noise.sd, noise_dof=noise.dof, seeds=noise.seeds,
+                 rank_reading=S.reading_of_tau(rank), noise_reading=S.reading_of_noise(noise.sd, noise.seeds, noise.dof))
 
 
 @dataclass(frozen=True)

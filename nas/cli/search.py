@@ -446,12 +446,14 @@ def trust_lines(tr: Any) -> list[str]:
 
 def climb_hint(h: dict[str, Any], steps: int, run_dir: Any = None) -> list[str]:
     """Where the headline's gap still shrank on the last rung climbed (`last_trend`), its size is a statement at
-    that training length only: one line saying so, with the command that climbs a rung (4x the steps)."""
+    that training length only: one line saying so, with the command that climbs a rung (the ladder's factor)."""
+    from nas.search.ladder import TOP_FACTOR
+
     if h.get("last_trend") != "shrinks" or not steps:
         return []
     run = str(run_dir) if run_dir is not None else "RUN"
     return [f"      its gap is still shrinking at {steps} steps, so its size holds at this training length only: "
-            f"`nas confirm {run} --steps {4 * steps}` climbs a rung"]
+            f"`nas confirm {run} --steps {TOP_FACTOR * steps}` climbs a rung"]
 
 
 def _trend(v: dict[str, Any]) -> str:
