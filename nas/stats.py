@@ -81,6 +81,20 @@ def paired_diff(a: Mapping[int, float], b: Mapping[int, float], *, level: float 
     return PairedDiff(float(d.mean()), lo, hi, len(d), sd)
 
 
+def diff_text(mean: float, lo: float, hi: float, n: int, *, unit: str = "", sep: str = ", ") -> str:
+    """A paired difference as the summary prints it, led by what it can claim: ``+1.25 [+0.82, +1.68], n=3``
+    where the interval excludes 0; ``interval [-4.65, +8.70] holds 0, n=2 (mean +2.02)`` where it does not, so
+    a gap inside the noise is never the first number read; ``+9.07, n=1, no interval`` below two seeds.
+    `unit` (e.g. " points") follows the leading number or interval, `sep` comes before "n="."""
+    if not math.isfinite(mean):
+        return "n/a"
+    if n < 2 or not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{mean:+.2f}{unit}{sep}n={n}, no interval"
+    if lo > 0 or hi < 0:
+        return f"{mean:+.2f}{unit} [{lo:+.2f}, {hi:+.2f}]{sep}n={n}"
+    return f"interval [{lo:+.2f}, {hi:+.2f}]{unit} holds 0{sep}n={n} (mean {mean:+.2f})"
+
+
 def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
     """The pooled within-group SD (the seed noise floor) and its degrees of freedom."""
     ss, dof = 0.0, 0
@@ -210,5 +224,5 @@ def _finite(v: object) -> bool:
         return False
 
 
-__all__ = ["Summary", "PairedDiff", "RankAgreement", "summarize", "t_interval", "paired_diff", "paired_tau_diff", "pooled_sd",
+__all__ = ["Summary", "PairedDiff", "RankAgreement", "summarize", "t_interval", "paired_diff", "diff_text", "paired_tau_diff", "pooled_sd",
            "paired_noise_sd", "seeds_for_width", "kendall_tau", "rank_agreement", "reading_of_tau", "reading_of_noise", "resolvable", "VERDICTS", "LEVEL"]

@@ -319,7 +319,7 @@ def ladder_rows(df: pd.DataFrame, verdicts: pd.DataFrame, stage: str | None = No
 
 def with_trends(df: pd.DataFrame, verdicts: pd.DataFrame, stage: str) -> pd.DataFrame:
     """`verdicts` (at rung `stage`) with each pair's paired difference at every rung up to `stage`
-    (`rungs`: "128: +6.92 [+4.45, +9.39] n=13; 512: +1.73 [+1.17, +2.28] n=4"), its `trend` (first rung to
+    (`rungs`: "128: +6.92 [+4.45, +9.39] n=13; 512: +1.73 [+1.17, +2.28] n=4", each `nas.stats.diff_text`), its `trend` (first rung to
     top) and its `last_trend` (the rung below the top to the top: whether the gap still moved on the last climb)."""
     lad = ladder_rows(df, verdicts, stage)
     out = verdicts.copy()
@@ -328,8 +328,8 @@ def with_trends(df: pd.DataFrame, verdicts: pd.DataFrame, stage: str) -> pd.Data
         if not r["reference"] or not pair:
             continue
         diffs = [S.PairedDiff(p["diff"], p["diff_lo"], p["diff_hi"], int(p["n"]), math.nan) for p in pair]
-        out.at[i, "rungs"] = "; ".join(f"{p['steps'] or p['stage']}: {p['diff']:+.2f} [{p['diff_lo']:+.2f}, "
-                                       f"{p['diff_hi']:+.2f}] n={p['n']}" for p in pair)
+        out.at[i, "rungs"] = "; ".join(f"{p['steps'] or p['stage']}: "
+                                       + S.diff_text(p["diff"], p["diff_lo"], p["diff_hi"], int(p["n"])) for p in pair)
         out.at[i, "trend"] = trend_of(diffs[0], diffs[-1]) if len(diffs) >= 2 else "one rung"
         out.at[i, "last_trend"] = trend_of(diffs[-2], diffs[-1]) if len(diffs) >= 2 else "one rung"
     return out

@@ -725,7 +725,7 @@ def test_the_top_rung_carries_the_verdicts_with_their_trend(tmp_path):
     assert set(v.index) == {"c_mid", "c_top"} and (v["steps"] == 512).all()
     assert v.loc["c_top", "reference"] == "b_small" and bool(v.loc["c_top", "headline"])
     # c_top - b_small: +3.6 at 128 steps (noisy), +0.77 at 512: under half, same sign
-    assert v.loc["c_top", "trend"] == "shrinks" and v.loc["c_top", "rungs"].startswith("128: +3.60")
+    assert v.loc["c_top", "trend"] == "shrinks" and v.loc["c_top", "rungs"].startswith("128: interval [-0.82, +8.02] holds 0, n=3 (mean +3.60); 512: +0.77")
     lad = ladder_rows(df, conf.verdicts)
     assert sorted(lad[lad["trial"] == "c_top"]["steps"]) == [128, 512]
     # the first rung's choice of what the top rung retrains: the headline (c_top), no other family among the
@@ -794,3 +794,29 @@ def test_the_headline_says_when_its_gap_still_shrank_on_the_last_climb():
     assert h3["trend"] == "shrinks" and h3["last_trend"] == "holds"
     assert climb_hint(h3, conf3.steps) == []
     assert not any("climbs a rung" in line for line in confirmation_lines(conf3, 32, "results/r1"))
+
+
+def test_an_unresolved_difference_leads_with_its_interval():
+    """Where a paired difference's interval holds 0 the summary and the rung trend print the interval first and
+    the mean after it, so a gap inside the noise is never the first number read; a resolved one keeps its gap
+    first. By hand: c_mid - b_small at 512 steps pairs to +0.9, -0.6, +0.3 (mean +0.20, SD 0.755, 95% t half-width 4.303 x 0.755 / sqrt 3 = 1.88)."""
+    from nas.cli.search import confirmation_lines
+    from nas.stats import diff_text
+    from nas.verdicts import compute_confirmation
+
+    assert diff_text(1.25, 0.82, 1.68, 3) == "+1.25 [+0.82, +1.68], n=3"
+    assert diff_text(2.02, -4.65, 8.70, 2, unit=" points") == "interval [-4.65, +8.70] points holds 0, n=2 (mean +2.02)"
+    assert diff_text(-3.0, -5.0, -1.0, 4) == "-3.00 [-5.00, -1.00], n=4"
+    assert diff_text(9.07, math.nan, math.nan, 1) == "+9.07, n=1, no interval"
+    df = laddered_frame()
+    noisy = (df["trial"] == "c_mid") & (df["stage"] == "confirm@512")
+    df.loc[noisy, "test_top1"] = [80.9 if s == 0 else 79.6 if s == 1 else 80.4 for s in df.loc[noisy, "seed"]]
+    conf = compute_confirmation(df)
+    lines = confirmation_lines(conf, 32, "results/r1")
+    mid = [ln for ln in lines if ln.startswith("  c_mid vs b_small: ")]
+    assert len(mid) == 1 and mid[0].startswith("  c_mid vs b_small: interval [-1.68, +2.08] points holds 0, n=3 (mean +0.20)")
+    assert mid[0].split("\n")[0].endswith(": NOT DISTINGUISHABLE")
+    head = [ln for ln in lines if ln.startswith("  HEADLINE c_top vs b_small: +0.77 points [")]
+    assert len(head) == 1 and ", n=3, half-width " in head[0]
+    rungs = conf.verdicts.set_index("trial").loc["c_mid", "rungs"]
+    assert "512: interval [-1.68, +2.08] holds 0, n=3 (mean +0.20)" in rungs

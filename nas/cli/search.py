@@ -415,8 +415,7 @@ def confirmation_lines(conf: Any, resolution: int | None = None, run_dir: Any = 
     if h is not None:
         from nas.verdicts import half_width
 
-        lines.append(f"  HEADLINE {h['trial']} vs {h['reference']}: {_f(h['diff'], '+.2f')} points "
-                     f"[{_f(h['diff_lo'], '+.2f')}, {_f(h['diff_hi'], '+.2f')}], n={h['n']}, half-width "
+        lines.append(f"  HEADLINE {h['trial']} vs {h['reference']}: {_diff(h)}, half-width "
                      f"{_f(half_width(h))}: {str(h['verdict']).upper()}" + _trend(h))
         lines += climb_hint(h, conf.steps, run_dir)
     for v in conf.verdicts.to_dict("records"):
@@ -425,12 +424,18 @@ def confirmation_lines(conf: Any, resolution: int | None = None, run_dir: Any = 
         if not v["reference"]:
             lines.append(f"  {v['trial']}: {v['verdict']}")
             continue
-        lines.append(f"  {v['trial']} vs {v['reference']}: {_f(v['diff'], '+.2f')} points "
-                     f"[{_f(v['diff_lo'], '+.2f')}, {_f(v['diff_hi'], '+.2f')}], n={v['n']}: {v['verdict'].upper()}"
-                     + _trend(v))
+        lines.append(f"  {v['trial']} vs {v['reference']}: {_diff(v)}: {v['verdict'].upper()}" + _trend(v))
     for d in conf.dominance:
         lines.append(f"  {d.a} dominates {d.b}: no more MAdds and {d.diff:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] points")
     return lines + trust_lines(conf.trust)
+
+
+def _diff(v: dict[str, Any]) -> str:
+    """A verdict's paired difference in points (`nas.stats.diff_text`): its gap first only where the interval
+    excludes 0, else its interval, with the mean after it."""
+    from nas.stats import diff_text
+
+    return diff_text(float(v["diff"]), float(v["diff_lo"]), float(v["diff_hi"]), int(v["n"]), unit=" points")
 
 
 def trust_lines(tr: Any) -> list[str]:

@@ -317,6 +317,7 @@ class ConfirmedHeadline:
     n_candidates: int
     n_better: int
     n_worse: int
+    n_pairs: int = 0  # paired seeds behind diff's interval
 
 
 def compute_headline(conf: V.Confirmation) -> ConfirmedHeadline | None:
@@ -333,7 +334,7 @@ def compute_headline(conf: V.Confirmation) -> ConfirmedHeadline | None:
         eval_set=str(ev or "test"), reference=str(best["reference"]), diff=float(best["diff"]),
         diff_lo=float(best["diff_lo"]), diff_hi=float(best["diff_hi"]), verdict=str(best["verdict"]),
         n_candidates=len(rows), n_better=int((rows["verdict"] == "better").sum()),
-        n_worse=int((rows["verdict"] == "worse").sum()))
+        n_worse=int((rows["verdict"] == "worse").sum()), n_pairs=int(num(best["n"]) if math.isfinite(num(best["n"])) else 0))
 
 
 def compute_confirm_problems(trials: pd.DataFrame) -> pd.DataFrame:

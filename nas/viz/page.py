@@ -19,6 +19,7 @@ import yaml
 from nas import results as R
 from nas import verdicts as V
 from nas.errors import RunError
+from nas.stats import diff_text
 from nas.viz import _plotly
 from nas.viz._plotly import get_plotlyjs, go
 from nas.viz._utils import fmt, num, search_run
@@ -237,7 +238,7 @@ def _verdict_phrase(h: ConfirmedHeadline) -> str:
     cls = h.verdict if h.verdict in ("better", "worse") else ""
     return (f'<span class="verdict {cls}">{e(rel)}</span> the best published variant at &le; its '
             f"MAdds, <b>{e(h.reference)}</b>: paired difference "
-            f"{interval_text(h.diff, h.diff_lo, h.diff_hi, sign=True)} points")
+            f"{e(diff_text(h.diff, h.diff_lo, h.diff_hi, h.n_pairs, unit=' points'))}")
 
 
 def _confirmed_summary_html(head: ConfirmedHeadline | None, conf: V.Confirmation) -> str:
@@ -299,7 +300,7 @@ def _cards_html(s: RunSummary, head: ConfirmedHeadline | None = None, *, confirm
     lead = []
     if head is not None:
         verdict = head.verdict if head.reference else "no reference"
-        diff = interval_text(head.diff, head.diff_lo, head.diff_hi, sign=True) if head.reference else ""
+        diff = html.escape(diff_text(head.diff, head.diff_lo, head.diff_hi, head.n_pairs)) if head.reference else ""
         lead = [
             _card(f"{head.mean:.2f}% <small>[{fmt(head.lo, 2)}, {fmt(head.hi, 2)}]</small>",
                   f"headline candidate {head.trial} ({head.eval_set}, n = {head.n_seeds})", "confirmed"),
