@@ -204,6 +204,9 @@ def add_runtime_arguments(p: Any) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile each network (off by default: on a 2-core CPU no faster per step at 32 px, "
                         "after a 2-4 min first compile; try it on a GPU or at larger sizes)")
+    p.add_argument("--no-keep-freed-memory", dest="keep_freed_memory", action="store_false",
+                   help="leave glibc's malloc thresholds as they are (by default each job keeps freed activations for "
+                        "reuse instead of page-faulting them in again: same numbers, more resident memory)")
 
 
 __all__ = ["Runtime", "PRECISIONS", "MEMORY_FORMATS", "add_runtime_arguments", "keep_freed_memory"]

@@ -147,3 +147,22 @@ def test_the_baseline_cache_keys_on_the_runtime(tmp_path):
     assert BaselineCache(tmp_path, Runtime(threads=2)).get("abc", "p", "d") is not None
     assert BaselineCache(tmp_path, Runtime(precision="bf16")).get("abc", "p", "d") is None
     assert BaselineCache(tmp_path, Runtime(memory_format="contiguous")).get("abc", "p", "d") is None
+
+
+def test_the_allocator_switch_is_a_flag_that_reaches_the_run(tmp_path):
+    """`--no-keep-freed-memory` (nas search, confirm, train) turns the runtime's allocator setting off; a run
+    records it in run.yaml's runtime and a resume reads it back from there."""
+    from nas.cli import build_parser
+    from nas.search.plan import SearchOptions, options_from_run, runtime_of
+
+    p = build_parser()
+    for cmd in (["search"], ["confirm", "RUN"], ["train", "mobilevit_xxs"]):
+        assert p.parse_args(cmd).keep_freed_memory is True
+        assert p.parse_args([*cmd, "--no-keep-freed-memory"]).keep_freed_memory is False
+    assert runtime_of(SearchOptions()).keep_freed_memory is True
+    assert runtime_of(SearchOptions(keep_freed_memory=False)).keep_freed_memory is False
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "run.yaml").write_text("name: r\nbudget_m: 3.0\nseed: 0\ndata: fashion-mnist\n"
+                                  "runtime: {precision: auto, keep_freed_memory: false}\n")
+    assert options_from_run(run, SearchOptions(resume=str(run))).keep_freed_memory is False

@@ -203,6 +203,12 @@ def test_resume_refuses_options_that_would_change_the_run(tmp_path, capsys):
     code, err = _cli(["search", "--resume", str(run), "--seed", "5", "--space", TINY], capsys)
     assert code == 2 and "--space" in err and "--seed 5" in err
     assert (run / "run.yaml").read_text() == "name: r\nbudget_m: 3.0\nseed: 0\ndata: fashion-mnist\n"
+    # `nas confirm` reads its runtime flags too, and refuses those that would change the run's runtime (run.yaml)
+    for flag, shown in ((["--precision", "bf16"], "--precision bf16"), (["--no-keep-freed-memory"], "--no-keep-freed-memory"),
+                        (["--compile"], "--compile")):
+        code, err = _cli(["confirm", str(run), *flag], capsys)
+        assert code == 2 and f"; {shown} would change them" in err and "fix:" in err, (flag, err)
+    assert (run / "run.yaml").read_text() == "name: r\nbudget_m: 3.0\nseed: 0\ndata: fashion-mnist\n"
     # the run's own values, however written, are no change
     code, err = _cli(["search", "--resume", str(run), "--budget", "0.003G", "--data", "fashion-mnist"], capsys)
     assert "would change" not in err

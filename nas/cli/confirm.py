@@ -44,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     copts = confirm_options(args)
     plan = plan_search(SearchOptions(resume=args.run_dir, gpus_per_trial=args.gpus_per_trial,
                                      cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
-                                     address=args.address), command=command_line())
+                                     address=args.address, precision=args.precision,
+                                     memory_format=args.memory_format, compile=args.compile,
+                                     keep_freed_memory=args.keep_freed_memory), command=command_line())
     if args.top_steps is None:  # the run's own ladder (run.yaml), unless --steps climbs it
         import dataclasses
 

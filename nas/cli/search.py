@@ -166,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
                          confirm_max_seeds=args.confirm_max_seeds, time_budget_min=args.time_budget,
                          top_steps=args.top_steps, top_seeds=args.top_seeds,
                          strategy=args.strategy, supernet=args.supernet, precision=args.precision,
-                         memory_format=args.memory_format, compile=args.compile)
+                         memory_format=args.memory_format, compile=args.compile,
+                         keep_freed_memory=args.keep_freed_memory)
     confirm_options(args)  # checked before anything starts
     plan = plan_search(opts, command=command_line())
     copts = plan_confirm_options(plan)

@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs {args.epochs} is invalid", "pass an integer >= 1")
     runtime = Runtime(device=args.device, threads=args.threads, precision=args.precision,
-                      memory_format=args.memory_format, compile=args.compile).resolved()
+                      memory_format=args.memory_format, compile=args.compile,
+                      keep_freed_memory=args.keep_freed_memory).resolved()
     arch = resolve_arch(args.arch)
     proxy = load_proxy(args.proxy, epochs=args.epochs, seed=args.seed)
     data = load_dataset(args.data)

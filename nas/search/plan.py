@@ -54,7 +54,8 @@ DEFAULT_TIME_BUDGET_MIN = 20.0
 
 def runtime_of(o: SearchOptions) -> Runtime:
     """The run's runtime from its options: CUDA for jobs Ray gives a GPU, the CPU otherwise."""
-    return Runtime(device="auto", precision=o.precision, memory_format=o.memory_format, compile=bool(o.compile))
+    return Runtime(device="auto", precision=o.precision, memory_format=o.memory_format, compile=bool(o.compile),
+                   keep_freed_memory=bool(o.keep_freed_memory))
 
 
 def now() -> str:
@@ -99,6 +100,7 @@ class SearchOptions:
     precision: str = "auto"
     memory_format: str = "channels_last"
     compile: bool = False
+    keep_freed_memory: bool = True
 
 
 @dataclass
@@ -170,7 +172,8 @@ _RUN_SETTINGS = {"budget": "--budget", "space": "--space", "data": "--data", "pr
                  "confirm_protocol": "--confirm-protocol", "confirm_width": "--confirm-width",
                  "confirm_max_seeds": "--confirm-max-seeds", "top_steps": "--top-steps", "top_seeds": "--top-seeds",
                  "time_budget_min": "--time-budget", "strategy": "--strategy", "supernet": "--supernet",
-                 "precision": "--precision", "memory_format": "--memory-format", "compile": "--compile"}
+                 "precision": "--precision", "memory_format": "--memory-format", "compile": "--compile",
+                 "keep_freed_memory": "--no-keep-freed-memory"}
 
 
 def _resume_conflicts(given: SearchOptions, kept: SearchOptions) -> list[str]:
@@ -215,6 +218,7 @@ def options_from_run(run_dir: Path, given: SearchOptions) -> SearchOptions:
     o.precision = str(rt.get("precision", "auto"))
     o.memory_format = str(rt.get("memory_format", "channels_last"))
     o.compile = bool(rt.get("compile", False))
+    o.keep_freed_memory = bool(rt.get("keep_freed_memory", True))
     o.results_root = str(run_dir.parent)
     conf = cfg.get("confirm")  # absent in runs made before the confirmation stage: off (`nas confirm` adds it)
     o.confirm = isinstance(conf, dict)
@@ -234,8 +238,9 @@ def options_from_run(run_dir: Path, given: SearchOptions) -> SearchOptions:
             setattr(o, k, cfg[k])
     conflicts = _resume_conflicts(given, o)
     if conflicts:
-        raise ConfigError(f"--resume keeps the settings of {run_dir}; {', '.join(conflicts)} would change them",
-                          "drop those options (--trials N extends the run), or start a new run without --resume")
+        raise ConfigError(f"{run_dir} keeps the settings it was started with (its run.yaml); {', '.join(conflicts)} "
+                          "would change them", "drop those options (`nas search --resume RUN --trials N` extends the "
+                          "run), or start a new run")
     return o
 
 
