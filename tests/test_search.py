@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -496,3 +497,7 @@ def test_ladder_top_rung_carries_the_verdict_and_climbs_further(tmp_path):
     v = pd.read_csv(run / "verdicts.csv")
     assert set(v["steps"]) == {96} and "after 96 training steps" in r.stdout
     assert v[v["headline"]].iloc[0]["rungs"].count(";") == 2  # 32, 64 and 96 steps
+    # its progress lines count the 64-step rung's rows in the total too: never more done than the total (the
+    # headline's extra seeds join the total when they are planned), all done on the last
+    counts = [tuple(map(int, m)) for m in re.findall(r"^\[\s*(\d+)/(\d+)\]", r.stdout, re.M)]
+    assert counts and all(d <= t for d, t in counts) and counts[-1][0] == counts[-1][1], counts

@@ -25,7 +25,7 @@ from typing import Any
 
 from nas import results as R
 from nas.errors import ConfigError
-from nas.jobs import Resources, TrialJob
+from nas.jobs import Resources, TrialJob, is_confirm_stage
 from nas.search.folder import params_from_row, record_confirm_settings
 from nas.search.plan import (
     DEFAULT_CONFIRM_MAX_SEEDS,
@@ -311,7 +311,12 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
         return out
 
     pending = untrained(jobs)
-    rec.total = len(jobs) + len(rec.trained("searched")) + len(rec.trained("baseline"))  # both stages
+    # both stages, and the rows of rungs climbed before that this ladder does not list (a `--steps N` climb on a
+    # run that has other rungs): the progress line counts every confirm row as done
+    f = rec.frame()
+    earlier = int((f["stage"].map(is_confirm_stage) & ~f["stage"].isin({r.stage for r in ladder_rungs})
+                   & f["status"].isin(R.TRAINED)).sum())
+    rec.total = len(jobs) + len(rec.trained("searched")) + len(rec.trained("baseline")) + earlier
     rec.finished_here = 0
     rec.flush(quiet=True)
     if on_plan is not None:
