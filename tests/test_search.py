@@ -496,6 +496,8 @@ def test_ladder_top_rung_carries_the_verdict_and_climbs_further(tmp_path):
     assert set(after["stage"]) == {"search", "confirm", "confirm@64", "confirm@96"}
     v = pd.read_csv(run / "verdicts.csv")
     assert set(v["steps"]) == {96} and "after 96 training steps" in r.stdout
+    assert re.search(r"top rung \(96 training steps, 2 paired seeds\): .*; \d+ jobs to train, about \d+ min 1 at a "
+                     r"time \(their (64|96)-step jobs' times, scaled\)", r.stdout), r.stdout[-2000:]
     assert v[v["headline"]].iloc[0]["rungs"].count(";") == 2  # 32, 64 and 96 steps
     # its progress lines count the 64-step rung's rows in the total too: never more done than the total (the
     # headline's extra seeds join the total when they are planned), all done on the last

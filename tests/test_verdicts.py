@@ -183,3 +183,34 @@ def test_headline_seeds_that_fit_the_time_left_pack_both_slots():
     assert seeds_that_fit([137.0, 61.0], 282.0, slots=2, most=1) == 1
     assert seeds_that_fit([137.0, 61.0], 100.0, slots=2, most=10) == 0
     assert seeds_that_fit([137.0, 61.0], -5.0, slots=2, most=10) == 0
+
+
+def test_a_climb_is_timed_from_each_trials_longest_finished_job():
+    """Before a rung trains, `nas confirm` says about how long it takes: each trial's longest finished confirm job
+    scaled by steps, plus Ray's overhead, queued longest first. By hand, at 2,048 steps on 2 slots: a's 512-step
+    jobs took 100 and 120 s -> 440 s (+3), b's 128-step job took 30 s -> 480 s (+3); two jobs of a and one of b:
+    slots 483 and 443 + 443 = 886 s. The failed 512-step row of b is not read; c has no job: no estimate."""
+    from nas.jobs import TrialJob
+    from nas.search.confirm import JOB_OVERHEAD_S, rung_estimate
+
+    rows = []
+    for trial, stage, steps, seed, wall, status in [("a", "confirm", 128, 0, 20.0, "completed"),
+                                                    ("a", "confirm@512", 512, 0, 100.0, "completed"),
+                                                    ("a", "confirm@512", 512, 1, 120.0, "completed"),
+                                                    ("b", "confirm", 128, 0, 30.0, "completed"),
+                                                    ("b", "confirm@512", 512, 0, 5.0, "failed"),
+                                                    ("a", "search", 0, 0, 9.0, "completed")]:
+        rows.append(R.make_row(trial=trial, name=trial, kind="searched", madds_m=1.0, family="hybrid-MF",
+                               params_m=1.0, arch_id=trial, stage=stage, seed=seed, status=status, val_top1=50.0,
+                               test_top1=50.0, eval_set="test", steps=steps, wall_s=wall))
+    df = R.normalize_trials(pd.DataFrame(rows))
+
+    def job(t: str, seed: int) -> TrialJob:
+        return TrialJob(kind="searched", trial=t, stage="confirm@2048", seed=seed, arch_id=t, madds_m=1.0)
+
+    assert JOB_OVERHEAD_S == 3.0
+    sec, base = rung_estimate(df, [job("a", 0), job("a", 1), job("b", 0)], 2048, 2)
+    assert sec == pytest.approx(886.0) and base == 128
+    assert rung_estimate(df, [job("a", 0)], 2048, 1) == (pytest.approx(443.0), 512)
+    assert rung_estimate(df, [job("a", 0), job("c", 0)], 2048, 2) is None
+    assert rung_estimate(df, [], 2048, 2) is None

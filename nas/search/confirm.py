@@ -156,6 +156,28 @@ def _job_s(df: Any, trial: str, stage: str = "confirm") -> float:
     return float(c["wall_s"].mean()) + JOB_OVERHEAD_S if len(c) else math.nan
 
 
+def rung_estimate(df: Any, jobs: list[TrialJob], steps: int, slots: int) -> tuple[float, int] | None:
+    """About how long `jobs` (one rung of `steps` optimizer steps) take on `slots` concurrent jobs: each trial's
+    longest finished confirm job, scaled by steps (its evaluation does not grow with them, so it errs long), plus
+    Ray's overhead, queued longest first; with the smallest step count scaled from. None when a trial has none."""
+    from nas.search.dry_run import schedule_s
+
+    if not jobs:
+        return None
+    c = df[df["stage"].map(is_confirm_stage) & df["status"].isin(R.FINISHED_OK) & df["wall_s"].notna()
+           & (df["steps"].fillna(0) > 0)]
+    times, base = [], []
+    for j in jobs:
+        r = c[c["trial"] == j.trial]
+        if not len(r):
+            return None
+        top = r[r["steps"] == r["steps"].max()]
+        s0 = int(top["steps"].iloc[0])
+        times.append(float(top["wall_s"].mean()) * steps / s0 + JOB_OVERHEAD_S)
+        base.append(s0)
+    return schedule_s(times, slots), min(base)
+
+
 CLOSING_S = 15.0  # a stage's end after its last job: the run's files, the summary, Ray's shutdown
 # the pair's jobs are planned at this much over their first seeds' mean: a plan of 3 more seeds with 306 s left
 # ended the default run 6 s over its 20 minutes (BENCHMARKS.md, "The ladder in the default run")
@@ -376,8 +398,12 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
         more = [j for t in ladder.rung_trials(rec.frame())
                 for j in _arch_jobs(plan, search, t, range(rung.seeds), stage=rung.stage)]
         if on_note is not None and more:
+            todo = [j for j in more if not rec.is_trained(j)]
+            est = rung_estimate(rec.frame(), todo, rung.steps, resources.max_concurrent)
+            about = (f"; {len(todo)} jobs to train, about {est[0] / 60:.0f} min {resources.max_concurrent} at a time "
+                     f"(their {est[1]}-step jobs' times, scaled)" if est else "")
             on_note(f"top rung ({rung.steps} training steps, {rung.seeds} paired seeds): "
-                    f"{', '.join(dict.fromkeys(j.trial for j in more))}")
+                    f"{', '.join(dict.fromkeys(j.trial for j in more))}{about}")
         interrupted = extend(more)
         if not interrupted and rung is ladder_rungs[-1] and more:
             interrupted = headline_rounds(rung.stage, ladder.MIN_HEADLINE_SEEDS)
