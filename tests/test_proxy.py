@@ -190,3 +190,26 @@ def test_final_without_test_split_is_a_data_error():
                   classes=d.classes, source="x")
     with pytest.raises(DataError, match="no test split"):
         train_arch(TINY, d, QUICK.replace(epochs=1), final=True, threads=1)
+
+
+def test_a_stretched_rung_trains_the_steps_it_is_labelled_with_when_the_images_run_out():
+    """Two passes of fresh images hold at most available / batch / 2 steps per pass; beyond that `stretched`
+    takes more passes over fewer images so the step count stays exact (Fashion-MNIST: 8,192 steps would have
+    been 7,436 at 2 passes over its 59,488 images). The trainer's own epoch shape agrees."""
+    from nas.train.loop import epoch_shape
+    from nas.train.pipeline import prepare_data
+
+    p = ProxyConfig(resolution=12, epochs=1, train_images=64, val_images=64, batch_size=16, warmup_epochs=0.25)
+    assert (p.stretched(512).epochs, p.stretched(512).train_images) == (2, 4096)  # no dataset given: 2 passes
+    assert p.stretched(2048, available=59488).epochs == 2
+    q = p.stretched(8192, available=59488)
+    assert (q.epochs, q.train_images, q.steps) == (4, 32768, 8192) and q.warmup_epochs == pytest.approx(1.0)
+    assert p.stretched(8192).steps == 8192 and p.stretched(8192).train_images == 65536  # more than it has
+    data = synthetic(n_train=384)  # 320 training images beside the 64 of validation
+    for steps, passes in ((20, 2), (60, 3), (64, 4)):
+        r = p.stretched(steps, available=320)
+        prep = prepare_data(data, r)
+        bs, per_pass = epoch_shape(prep, r)
+        assert (r.epochs, bs * per_pass * r.epochs) == (passes, 16 * steps) and per_pass * r.epochs == steps
+    with pytest.raises(ConfigError, match="cannot be laid out on 8 training images"):
+        p.stretched(64, available=8)

@@ -173,12 +173,12 @@ def run(args: argparse.Namespace) -> int:
     copts = plan_confirm_options(plan)
     if args.dry_run:
         from nas.search.confirm import load_confirm_protocol
-        from nas.search.ladder import top_steps
+        from nas.search.ladder import available_images, top_steps
 
         cproxy = load_confirm_protocol(plan, copts) if copts else None
         top = top_steps(cproxy.steps, copts.top_steps) if copts and plan.baselines else 0
-        for line in format_dry_run(dry_run(plan, confirm_proxy=cproxy, top_proxy=cproxy.stretched(top) if top else None,
-                                           copts=copts), copts):
+        top_proxy = cproxy.stretched(top, available=available_images(plan.dataset, cproxy)) if top else None
+        for line in format_dry_run(dry_run(plan, confirm_proxy=cproxy, top_proxy=top_proxy, copts=copts), copts):
             print(line)
         return 0
     extra = (copts.top_k + len(plan.baselines)) * copts.seeds if copts else 0

@@ -303,7 +303,8 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
 
     d = plan.run_dir
     top = ladder.top_steps(proxy.steps, opts.top_steps)
-    ladder_rungs = ladder.rungs(proxy, opts.seeds, top, opts.top_seeds)
+    available = ladder.available_images(plan.dataset, proxy)
+    ladder_rungs = ladder.rungs(proxy, opts.seeds, top, opts.top_seeds, available=available)
     R.atomic_write_text(d / CONFIRM_FILE, yaml.safe_dump(proxy.to_dict(), sort_keys=False))
     record_confirm_settings(d, top_k=opts.top_k, seeds=opts.seeds, protocol=opts.protocol, width=opts.width,
                             max_seeds=opts.max_seeds, time_budget_min=opts.time_budget_s / 60, top_steps=top,
@@ -311,7 +312,7 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
     rec = RunRecorder(plan, total=0, dashboard=dashboard, on_progress=on_progress, on_note=on_note)
     rec.confirm_proxy = proxy
     for r in ladder_rungs[1:]:
-        rec.rung_proxies[r.stage] = proxy.stretched(r.steps)
+        rec.rung_proxies[r.stage] = proxy.stretched(r.steps, available=available)
     jobs = confirm_jobs(plan, rec.frame(), opts)
     rec.keep_variants = {j.trial for j in jobs if j.kind == "searched"}
     cached = 0

@@ -59,15 +59,21 @@ def top_steps(first_steps: int, requested: int | None) -> int:
     return requested
 
 
-def rungs(first_proxy: Any, first_seeds: int, top: int, top_seeds: int) -> list[Rung]:
-    """The rungs of a confirmation: the first, and the top one when `top` steps > 0."""
+def rungs(first_proxy: Any, first_seeds: int, top: int, top_seeds: int, *, available: int | None = None) -> list[Rung]:
+    """The rungs of a confirmation: the first, and the top one when `top` steps > 0 (the first rung's recipe
+    stretched to them on the dataset's `available` training images, `ProxyConfig.stretched`)."""
     out = [Rung("confirm", first_proxy.steps, first_seeds, "the search front's top candidates and the band's "
                 "published variants", "test", first_proxy.hash)]
     if top:
         out.append(Rung(rung_stage(top), top, top_seeds, "the headline candidate, the other family's best "
                         "candidate and the two best published variants at <= the MAdds of each (first rung)",
-                        "test", first_proxy.stretched(top).hash))
+                        "test", first_proxy.stretched(top, available=available).hash))
     return out
+
+
+def available_images(dataset: Any, proxy: Any) -> int:
+    """The training images a rung can draw on: the dataset's training split less the protocol's validation."""
+    return len(dataset.train_y) - int(proxy.val_images)
 
 
 def rung_trials(df: Any) -> list[str]:
@@ -95,5 +101,5 @@ def rung_trials(df: Any) -> list[str]:
     return out
 
 
-__all__ = ["Rung", "rungs", "rung_trials", "top_steps", "MIN_TOP_STEPS", "TOP_FACTOR",
+__all__ = ["Rung", "rungs", "rung_trials", "available_images", "top_steps", "MIN_TOP_STEPS", "TOP_FACTOR",
            "MIN_HEADLINE_SEEDS"]

@@ -81,12 +81,25 @@ class ProxyConfig:
         """Optimizer steps of one training run (the last partial batch of an epoch is dropped)."""
         return self.epochs * max(1, self.train_images // self.batch_size)
 
-    def stretched(self, steps: int, *, epochs: int = 2) -> ProxyConfig:
+    def stretched(self, steps: int, *, epochs: int = 2, available: int | None = None) -> ProxyConfig:
         """The same recipe trained for `steps` optimizer steps: `epochs` passes over steps / epochs batches of
         fresh training images, warm-up over the same share of the steps, the same test subset. The ladder's
-        higher rungs and the long reference (bench/long_reference.py) are the confirm protocol stretched."""
+        higher rungs and the long reference (bench/long_reference.py) are the confirm protocol stretched.
+
+        `available`: the training images the dataset has beside the validation split. Where `epochs` passes
+        would need more, the fewest more passes (one that divides `steps` where one does) over fewer images
+        keep the step count: Fashion-MNIST's 59,488 hold 2 passes of up to 7,436 steps, so 8,192 steps are 4
+        passes over 32,768 images (without `available` the trainer would stop at 7,436 steps, as many as the
+        images allow)."""
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < epochs:
             raise ConfigError(f"{steps!r} training steps is invalid", f"an integer >= {epochs}")
+        if available is not None and steps // epochs * self.batch_size > available:
+            fewest = max(epochs + 1, math.ceil(steps * self.batch_size / max(1, available)))
+            if fewest > steps:
+                raise ConfigError(f"{steps} training steps of {self.batch_size} images cannot be laid out on "
+                                  f"{available} training images", "use a larger dataset or fewer steps")
+            exact = [e for e in range(fewest, min(steps, 2 * fewest) + 1) if steps % e == 0]
+            epochs = exact[0] if exact else fewest
         share = self.warmup_epochs / self.epochs  # the warm-up's share of all steps
         return self.replace(epochs=epochs, train_images=steps // epochs * self.batch_size, warmup_epochs=share * epochs)
 
