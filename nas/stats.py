@@ -81,18 +81,18 @@ def paired_diff(a: Mapping[int, float], b: Mapping[int, float], *, level: float 
     return PairedDiff(float(d.mean()), lo, hi, len(d), sd)
 
 
-def diff_text(mean: float, lo: float, hi: float, n: int, *, unit: str = "", sep: str = ", ") -> str:
+def diff_text(mean: float, lo: float, hi: float, n: int, *, unit: str = "") -> str:
     """A paired difference as the summary prints it, led by what it can claim: ``+1.25 [+0.82, +1.68], n=3``
     where the interval excludes 0; ``interval [-4.65, +8.70] holds 0, n=2 (mean +2.02)`` where it does not, so
     a gap inside the noise is never the first number read; ``+9.07, n=1, no interval`` below two seeds.
-    `unit` (e.g. " points") follows the leading number or interval, `sep` comes before "n="."""
+    `unit` (e.g. " points") follows the leading number or interval."""
     if not math.isfinite(mean):
         return "n/a"
     if n < 2 or not (math.isfinite(lo) and math.isfinite(hi)):
-        return f"{mean:+.2f}{unit}{sep}n={n}, no interval"
+        return f"{mean:+.2f}{unit}, n={n}, no interval"
     if lo > 0 or hi < 0:
-        return f"{mean:+.2f}{unit} [{lo:+.2f}, {hi:+.2f}]{sep}n={n}"
-    return f"interval [{lo:+.2f}, {hi:+.2f}]{unit} holds 0{sep}n={n} (mean {mean:+.2f})"
+        return f"{mean:+.2f}{unit} [{lo:+.2f}, {hi:+.2f}], n={n}"
+    return f"interval [{lo:+.2f}, {hi:+.2f}]{unit} holds 0, n={n} (mean {mean:+.2f})"
 
 
 def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:

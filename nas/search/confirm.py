@@ -318,12 +318,14 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
     cached = 0
 
     def untrained(todo: list[TrialJob]) -> list[TrialJob]:
-        """The jobs of `todo` with no row yet, once baselines found in the cross-run cache are recorded."""
+        """The jobs of `todo` with no row yet, once baselines found in the cross-run cache are recorded; each
+        of them joins the progress total (rows already there count as done)."""
         nonlocal cached
         out = []
         for job in todo:
             if rec.is_trained(job):
                 continue
+            rec.total += 1
             hit = (rec.cache.get(job.arch_id, rec.proxy_for(job.stage).hash, plan.dataset.name, seed=job.seed,
                                  stage=job.stage) if job.kind == "baseline" else None)
             if hit is not None:
@@ -333,13 +335,10 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
                 out.append(job)
         return out
 
+    # the progress total: every row already done (both stages, and rungs climbed before that this ladder does not
+    # list), then each job as it is planned (`untrained`)
+    rec.total = rec.done(rec.frame())
     pending = untrained(jobs)
-    # both stages, and the rows of rungs climbed before that this ladder does not list (a `--steps N` climb on a
-    # run that has other rungs): the progress line counts every confirm row as done
-    f = rec.frame()
-    earlier = int((f["stage"].map(is_confirm_stage) & ~f["stage"].isin({r.stage for r in ladder_rungs})
-                   & f["status"].isin(R.TRAINED)).sum())
-    rec.total = len(jobs) + len(rec.trained("searched")) + len(rec.trained("baseline")) + earlier
     rec.finished_here = 0
     rec.flush(quiet=True)
     if on_plan is not None:
@@ -364,7 +363,6 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
         """Add `more` jobs to the confirmation and train the ones with no row yet; True when interrupted."""
         nonlocal trained
         jobs.extend(more)
-        rec.total += len(more)
         todo = untrained(more)
         trained += len(todo)
         rec.flush(quiet=True)
@@ -395,12 +393,12 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
     for rung in ladder_rungs[1:]:
         if interrupted or not all(rec.is_trained(j) for j in jobs):
             break
-        search = _search_rows(rec.frame())
-        more = [j for t in ladder.rung_trials(rec.frame())
-                for j in _arch_jobs(plan, search, t, range(rung.seeds), stage=rung.stage)]
+        f = rec.frame()
+        search = _search_rows(f)
+        more = [j for t in ladder.rung_trials(f) for j in _arch_jobs(plan, search, t, range(rung.seeds), stage=rung.stage)]
         if on_note is not None and more:
             todo = [j for j in more if not rec.is_trained(j)]
-            est = rung_estimate(rec.frame(), todo, rung.steps, resources.max_concurrent)
+            est = rung_estimate(f, todo, rung.steps, resources.max_concurrent)
             about = (f"; {len(todo)} jobs to train, about {est[0] / 60:.0f} min {resources.max_concurrent} at a time "
                      f"(their {est[1]}-step jobs' times, scaled)" if est else "")
             on_note(f"top rung ({rung.steps} training steps, {rung.seeds} paired seeds): "

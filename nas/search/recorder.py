@@ -262,6 +262,15 @@ class RunRecorder:
             self._viz_failed = True
             self.on_note(f"(dashboard not written: {type(e).__name__}: {e})")
 
+    @staticmethod
+    def done(df: Any) -> int:
+        """Jobs the progress line counts as done: the search stage's trained architectures and baselines, and
+        every trained confirm row of any rung."""
+        search = R.search_stage(df)
+        trained = df["status"].isin(R.TRAINED)
+        return int((search["kind"].isin(("searched", "baseline")) & search["status"].isin(R.TRAINED)).sum()
+                   + (df["stage"].map(is_confirm_stage) & trained).sum())
+
     def progress(self, df: Any, front: Any) -> Progress:
         search = R.search_stage(df)
         searched = search[(search["kind"] == "searched") & search["status"].isin(R.TRAINED)]
@@ -269,7 +278,7 @@ class RunRecorder:
         confirmed = df[df["stage"].map(is_confirm_stage) & df["status"].isin(R.TRAINED)]
         ok = search[search["status"].isin(R.FINISHED_OK) & (search["madds_m"] <= self.plan.budget_m)]
         best = ok.loc[ok["val_top1"].idxmax()] if len(ok) and ok["val_top1"].notna().any() else None
-        done = len(searched) + len(base) + len(confirmed)
+        done = self.done(df)
         el = time.time() - self.t0
         left = max(0, self.total - done)
         eta = (el / self.finished_here * left) if self.finished_here and left else (0.0 if not left else None)
