@@ -503,3 +503,8 @@ def test_ladder_top_rung_carries_the_verdict_and_climbs_further(tmp_path):
     # headline's extra seeds join the total when they are planned), all done on the last
     counts = [tuple(map(int, m)) for m in re.findall(r"^\[\s*(\d+)/(\d+)\]", r.stdout, re.M)]
     assert counts and all(d <= t for d, t in counts) and counts[-1][0] == counts[-1][1], counts
+    # "done" only once nothing more can be planned: a rung whose jobs are all finished, before the headline's
+    # extra seeds are planned, says so instead
+    lines = re.findall(r"^\[\s*\d+/\d+\].*$", r.stdout, re.M)
+    assert lines[-1].endswith(", done") and not any(x.endswith(", done") for x in lines[:-1]), lines
+    assert all(x.endswith("planning more") for x, (d, t) in zip(lines[:-1], counts) if d == t), lines

@@ -271,7 +271,9 @@ def print_start(st: Any) -> None:
 def progress_line(p: Any) -> str:
     best = (f"best search {p.best_top1:.1f}% @ {p.best_madds_m:.0f}M ({p.best_trial})" if p.best_top1 is not None
             else "best -")
-    eta = "done" if p.eta_s == 0 else ("ETA -" if p.eta_s is None else f"ETA {fmt_s(p.eta_s)}")
+    eta = "ETA -" if p.eta_s is None else f"ETA {fmt_s(p.eta_s)}"
+    if p.eta_s == 0:  # every planned job finished: the stage may still plan a higher rung or a seed round
+        eta = "planned jobs done, planning more" if p.more_to_plan else "done"
     conf = f", {p.confirmed} confirm seeds" if p.confirmed else ""
     return (f"[{p.done:>3}/{p.total}] {p.searched} searched, {p.baselines} baselines{conf} | {best} | "
             f"pareto {p.pareto} | refused {p.refused} | {fmt_s(p.elapsed_s)} elapsed, {eta}")

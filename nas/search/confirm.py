@@ -311,6 +311,7 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
                             top_seeds=opts.top_seeds, stages=[r.to_dict() for r in ladder_rungs])
     rec = RunRecorder(plan, total=0, dashboard=dashboard, on_progress=on_progress, on_note=on_note)
     rec.confirm_proxy = proxy
+    rec.more_to_plan = True  # until the last rung and its headline rounds are planned
     for r in ladder_rungs[1:]:
         rec.rung_proxies[r.stage] = proxy.stretched(r.steps, available=available)
     jobs = confirm_jobs(plan, rec.frame(), opts)
@@ -407,7 +408,11 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
         if not interrupted and rung is ladder_rungs[-1] and more:
             interrupted = headline_rounds(rung.stage, ladder.MIN_HEADLINE_SEEDS)
     left = [j for j in jobs if not rec.is_trained(j)]
+    rec.more_to_plan = False
     rec.flush(quiet=True)
     rec.refresh_dashboard()
+    if rec.finished_here and not interrupted:  # the stage's last progress line: nothing more to plan
+        f = rec.frame()
+        rec.on_progress(rec.progress(f, R.compute_pareto(f)))
     return ConfirmOutcome(trials=rec.frame(), jobs=len(jobs), trained=trained - len(left), cached=cached,
                           wall_s=time.time() - t0, interrupted=interrupted or bool(left))

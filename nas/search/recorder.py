@@ -38,6 +38,7 @@ class Progress:
     refused: int
     elapsed_s: float
     eta_s: float | None
+    more_to_plan: bool = False  # the stage may still plan jobs (a higher rung, a headline seed round)
 
 
 def finite(v: Any) -> bool:
@@ -65,6 +66,7 @@ class RunRecorder:
         self.started: dict[Key, str] = {}
         self.t0 = time.time()
         self.finished_here = 0
+        self.more_to_plan = False  # the confirm stage sets it while a higher rung or seed round may follow
         self._params_m: dict[str, float] = {}
         self._viz_failed = False
         self._dashboard_at = 0.0
@@ -286,4 +288,5 @@ class RunRecorder:
                         confirmed=len(confirmed), best_top1=None if best is None else float(best["val_top1"]),
                         best_madds_m=None if best is None else float(best["madds_m"]),
                         best_trial=None if best is None else str(best["trial"]), pareto=len(front),
-                        refused=int((search["status"] == "over_budget").sum()), elapsed_s=el, eta_s=eta)
+                        refused=int((search["status"] == "over_budget").sum()), elapsed_s=el, eta_s=eta,
+                        more_to_plan=self.more_to_plan)
