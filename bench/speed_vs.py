@@ -10,8 +10,9 @@ protocol and seed in both versions, so the same proposals), each run into a fres
 baselines), and reports its wall time and the median training images/s of its trained jobs.
 
 The old code runs from a `git worktree` of REV under /tmp (made once, kept); both use this .venv's packages.
-Prints per architecture and version the job's wall seconds (median of the repeats) and old/new, with the
-machine load (1-minute average) before each job: a ratio measured under load says less than one measured idle.
+Prints per architecture and version the job's wall seconds (median of the repeats) and old/new, the
+seconds of it spent training (the images trained over the job's training images/s; the rest is evaluation,
+data and model set-up), with the machine load (1-minute average) before each job: a ratio measured under load says less than one measured idle.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ data = load_dataset(None)
 p = load_proxy("confirm")
 t = time.perf_counter()
 r = train_arch(sys.argv[1], data, p, threads=1, final=True)
-print(json.dumps({"wall_s": time.perf_counter() - t, "status": r.status, "test_top1": r.test_top1}))
+ips = getattr(r, "train_images_per_s", None)
+train_s = p.epochs * (p.train_images // p.batch_size) * p.batch_size / ips if ips else None
+print(json.dumps({"wall_s": time.perf_counter() - t, "train_s": train_s, "status": r.status, "test_top1": r.test_top1}))
 """
 
 
@@ -100,15 +103,20 @@ def main() -> None:
         return
     print(f"old: {a.rev} ({old}), new: this tree ({ROOT}); confirm protocol, 1 thread, whole job")
     for arch in a.archs:
-        t = {"old": [], "new": []}
+        t: dict[str, list[float]] = {"old": [], "new": []}
+        tr: dict[str, list[float]] = {"old": [], "new": []}
         for i in range(a.repeats):
             for name, tree in (("old", old), ("new", ROOT)) if i % 2 == 0 else (("new", ROOT), ("old", old)):
                 load = os.getloadavg()[0]
                 r = job(tree, arch)
                 t[name].append(r["wall_s"])
-                print(f"  {arch:<20} {name} {r['wall_s']:7.1f} s  test {r['test_top1']}  (load {load:.1f})", flush=True)
+                tr[name].append(r["train_s"])
+                print(f"  {arch:<20} {name} {r['wall_s']:7.1f} s, training {r['train_s']:5.1f} s, the rest "
+                      f"{r['wall_s'] - r['train_s']:4.1f} s  test {r['test_top1']}  (load {load:.1f})", flush=True)
         mo, mn = statistics.median(t["old"]), statistics.median(t["new"])
-        print(f"{arch}: old {mo:.1f} s, new {mn:.1f} s (medians of {a.repeats}): old/new {mo / mn:.2f}x", flush=True)
+        to, tn = statistics.median(tr["old"]), statistics.median(tr["new"])
+        print(f"{arch}: old {mo:.1f} s, new {mn:.1f} s (medians of {a.repeats}): old/new {mo / mn:.2f}x; training "
+              f"alone old {to:.1f} s, new {tn:.1f} s: {to / tn:.2f}x", flush=True)
 
 
 if __name__ == "__main__":
