@@ -149,6 +149,12 @@ def test_bad_budget(capsys):
     assert code != 0 and "cannot read the budget '300X'" in err and "fix:" in err and "Traceback" not in err
 
 
+def test_headline_only_needs_a_rung_to_climb(tmp_path, capsys):
+    code, err = _cli(["confirm", str(tmp_path), "--headline-only"], capsys)
+    assert code == 2 and "--headline-only climbs the headline pair" in err and "--steps N" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 2, err
+
+
 def test_negative_budget_gets_the_budgets_own_error(capsys):
     code, err = _cli(["search", "--budget", "-5M"], capsys)
     assert code == 2 and "budget" in err and "fix:" in err and "usage:" not in err
@@ -508,3 +514,15 @@ def test_ladder_top_rung_carries_the_verdict_and_climbs_further(tmp_path):
     lines = re.findall(r"^\[\s*\d+/\d+\].*$", r.stdout, re.M)
     assert lines[-1].endswith(", done") and not any(x.endswith(", done") for x in lines[:-1]), lines
     assert all(x.endswith("planning more") for x, (d, t) in zip(lines[:-1], counts) if d == t), lines
+    # --headline-only: a 128-step rung retrains only the 96-step rung's headline pair, on the 3 paired seeds a
+    # top-rung claim takes; run.yaml keeps the setting, and the verdict printed is that pair's at 128 steps
+    h96 = v[v["headline"]].iloc[0]
+    r = subprocess.run([*climb[:climb.index("--steps")], "--steps", "128", "--top-seeds", "2", "--confirm-width", "0",
+                        "--headline-only"], env=ENV, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rung = _trials(run).query("stage == 'confirm@128'")
+    assert {t: sorted(g["seed"]) for t, g in rung.groupby("trial")} == {h96["trial"]: [0, 1, 2], h96["reference"]: [0, 1, 2]}
+    assert yaml.safe_load((run / "run.yaml").read_text())["confirm"]["headline_only"] is True
+    h = pd.read_csv(run / "verdicts.csv").query("headline").iloc[0]
+    assert (h["steps"], h["trial"], h["reference"], h["n"]) == (128, h96["trial"], h96["reference"], 3)
+    assert h["rungs"].count(";") == 3 and "after 128 training steps" in r.stdout

@@ -135,7 +135,7 @@ def plan_confirm_options(plan: Any):
     return (ConfirmOptions(top_k=o.confirm_top, seeds=o.confirm_seeds, protocol=o.confirm_protocol,
                            width=o.confirm_width, max_seeds=o.confirm_max_seeds,
                            time_budget_s=60 * o.time_budget_min, top_steps=o.top_steps,
-                           top_seeds=o.top_seeds) if o.confirm else None)
+                           top_seeds=o.top_seeds, headline_only=o.headline_only) if o.confirm else None)
 
 
 def confirm_options(args: argparse.Namespace):
@@ -461,7 +461,7 @@ def climb_hint(h: dict[str, Any], steps: int, run_dir: Any = None) -> list[str]:
         return []
     run = str(run_dir) if run_dir is not None else "RUN"
     return [f"      its gap is still shrinking at {steps} steps, so its size holds at this training length only: "
-            f"`nas confirm {run} --steps {TOP_FACTOR * steps}` climbs a rung"]
+            f"`nas confirm {run} --steps {TOP_FACTOR * steps}` climbs a rung (`--headline-only`: this pair alone)"]
 
 
 def _trend(v: dict[str, Any]) -> str:

@@ -59,6 +59,7 @@ class ConfirmOptions:
     time_budget_s: float = DEFAULT_TIME_BUDGET_S  # the command's planned wall time bounds them too; 0: no bound
     top_steps: int | None = DEFAULT_TOP_STEPS  # the ladder's top rung (nas.search.ladder); None: auto, 0: none
     top_seeds: int = DEFAULT_TOP_SEEDS
+    headline_only: bool = False  # a higher rung retrains only the headline pair of the rung below it
 
     def check(self) -> None:
         if not isinstance(self.top_k, int) or self.top_k < 0:
@@ -308,7 +309,8 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
     R.atomic_write_text(d / CONFIRM_FILE, yaml.safe_dump(proxy.to_dict(), sort_keys=False))
     record_confirm_settings(d, top_k=opts.top_k, seeds=opts.seeds, protocol=opts.protocol, width=opts.width,
                             max_seeds=opts.max_seeds, time_budget_min=opts.time_budget_s / 60, top_steps=top,
-                            top_seeds=opts.top_seeds, stages=[r.to_dict() for r in ladder_rungs])
+                            top_seeds=opts.top_seeds, headline_only=opts.headline_only,
+                            stages=[r.to_dict() for r in ladder_rungs])
     rec = RunRecorder(plan, total=0, dashboard=dashboard, on_progress=on_progress, on_note=on_note)
     rec.confirm_proxy = proxy
     rec.more_to_plan = True  # until the last rung and its headline rounds are planned
@@ -396,7 +398,8 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
             break
         f = rec.frame()
         search = _search_rows(f)
-        more = [j for t in ladder.rung_trials(f) for j in _arch_jobs(plan, search, t, range(rung.seeds), stage=rung.stage)]
+        trials = ladder.headline_pair(f, rung.steps) if opts.headline_only else ladder.rung_trials(f)
+        more = [j for t in trials for j in _arch_jobs(plan, search, t, range(rung.seeds), stage=rung.stage)]
         if on_note is not None and more:
             todo = [j for j in more if not rec.is_trained(j)]
             est = rung_estimate(f, todo, rung.steps, resources.max_concurrent)

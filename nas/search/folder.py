@@ -77,7 +77,7 @@ def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
            "confirm": (confirm_settings(top_k=o.confirm_top, seeds=o.confirm_seeds, protocol=o.confirm_protocol,
                                         width=o.confirm_width, max_seeds=o.confirm_max_seeds,
                                         time_budget_min=o.time_budget_min, top_steps=o.top_steps,
-                                        top_seeds=o.top_seeds) if o.confirm else None)}
+                                        top_seeds=o.top_seeds, headline_only=o.headline_only) if o.confirm else None)}
     if plan.resumed:
         old = R.read_run_config(d)
         cfg["created_at"] = old.get("created_at", cfg["created_at"])
@@ -102,11 +102,13 @@ def oneshot_scoring() -> dict[str, int]:
 
 def confirm_settings(*, top_k: int, seeds: int, protocol: str | None, width: float, max_seeds: int,
                      time_budget_min: float, top_steps: int | None = 0, top_seeds: int = 3,
-                     stages: list[dict] | None = None) -> dict:
+                     headline_only: bool = False, stages: list[dict] | None = None) -> dict:
     """run.yaml's `confirm` entry; `stages`, once the confirmation runs, lists its rungs as data (stage, steps,
     seeds, which architectures it takes, the split it scores, the protocol's hash)."""
     out = {"top_k": top_k, "seeds": seeds, "protocol": protocol, "width": float(width), "max_seeds": max_seeds,
            "time_budget_min": float(time_budget_min), "top_steps": top_steps, "top_seeds": top_seeds}
+    if headline_only:  # written only when set: runs without it read as before
+        out["headline_only"] = True
     if stages is not None:
         out["stages"] = stages
     return out

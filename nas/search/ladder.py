@@ -101,5 +101,18 @@ def rung_trials(df: Any) -> list[str]:
     return out
 
 
-__all__ = ["Rung", "rungs", "rung_trials", "available_images", "top_steps", "MIN_TOP_STEPS", "TOP_FACTOR",
+def headline_pair(df: Any, steps: int) -> list[str]:
+    """The trials a `--headline-only` climb to a rung of `steps` retrains: the headline candidate and its
+    reference as the longest rung below it says (the claim the run stands on before the climb, so a resumed
+    climb picks the same pair); [] when that rung has no headline."""
+    from nas import verdicts as V
+
+    below = [s for s in V.rung_stages(df) if V.stage_steps(df, s) < steps]
+    if not below:
+        return []
+    h = V.headline(V.compute_confirmation(df, below[-1]).verdicts)
+    return [] if h is None else [str(h["trial"]), str(h["reference"])]
+
+
+__all__ = ["Rung", "rungs", "rung_trials", "headline_pair", "available_images", "top_steps", "MIN_TOP_STEPS", "TOP_FACTOR",
            "MIN_HEADLINE_SEEDS"]

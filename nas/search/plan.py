@@ -94,6 +94,7 @@ class SearchOptions:
     confirm_max_seeds: int = DEFAULT_CONFIRM_MAX_SEEDS
     top_steps: int | None = DEFAULT_TOP_STEPS
     top_seeds: int = DEFAULT_TOP_SEEDS
+    headline_only: bool = False  # `nas confirm --headline-only`: a climbed rung retrains the headline pair only
     time_budget_min: float = DEFAULT_TIME_BUDGET_MIN
     strategy: str = "multitrial"
     supernet: str | None = None
@@ -233,6 +234,7 @@ def options_from_run(run_dir: Path, given: SearchOptions) -> SearchOptions:
         # runs confirmed before the ladder: no top rung (`nas confirm RUN --top-steps N` adds one)
         o.top_steps = conf.get("top_steps", 0)
         o.top_seeds = int(conf.get("top_seeds", DEFAULT_TOP_SEEDS))
+        o.headline_only = bool(conf.get("headline_only", False))
     for k in ("max_concurrent", "gpus_per_trial", "cpus_per_trial"):
         if getattr(given, k) is None and cfg.get(k) is not None:
             setattr(o, k, cfg[k])
