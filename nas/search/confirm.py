@@ -412,10 +412,9 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
             interrupted = headline_rounds(rung.stage, ladder.MIN_HEADLINE_SEEDS)
     left = [j for j in jobs if not rec.is_trained(j)]
     rec.more_to_plan = False
-    rec.flush(quiet=True)
+    df, front = rec.flush(quiet=True)
     rec.refresh_dashboard()
     if rec.finished_here and not interrupted:  # the stage's last progress line: nothing more to plan
-        f = rec.frame()
-        rec.on_progress(rec.progress(f, R.compute_pareto(f)))
+        rec.on_progress(rec.progress(df, front))
     return ConfirmOutcome(trials=rec.frame(), jobs=len(jobs), trained=trained - len(left), cached=cached,
                           wall_s=time.time() - t0, interrupted=interrupted or bool(left))

@@ -110,7 +110,7 @@ def headline_pair(df: Any, steps: int) -> list[str]:
     below = [s for s in V.rung_stages(df) if V.stage_steps(df, s) < steps]
     if not below:
         return []
-    h = V.headline(V.compute_confirmation(df, below[-1]).verdicts)
+    h = V.headline(V.verdict_table(df, stage=below[-1]))
     return [] if h is None else [str(h["trial"]), str(h["reference"])]
 
 

@@ -180,7 +180,8 @@ class RunRecorder:
 
         return R.normalize_trials(pd.DataFrame(list(self.rows.values()))) if self.rows else R.empty_trials()
 
-    def flush(self, *, quiet: bool = False) -> None:
+    def flush(self, *, quiet: bool = False) -> tuple[Any, Any]:
+        """Write the rows and what derives from them; (the rows as written, the search front)."""
         d = self.plan.run_dir
         df = self.frame()
         front = R.compute_pareto(df)
@@ -207,6 +208,7 @@ class RunRecorder:
         if not quiet:
             self.refresh_dashboard(force=False)
             self.on_progress(self.progress(df, front))
+        return df, front
 
     def write_confirmation(self, df: Any, front: Any) -> None:
         """pareto.csv with its confirmation marks; with confirm rows, confirmed.csv and verdicts.csv, and a
