@@ -213,3 +213,24 @@ def test_a_stretched_rung_trains_the_steps_it_is_labelled_with_when_the_images_r
         assert (r.epochs, bs * per_pass * r.epochs) == (passes, 16 * steps) and per_pass * r.epochs == steps
     with pytest.raises(ConfigError, match="cannot be laid out on 8 training images"):
         p.stretched(64, available=8)
+
+
+def test_a_protocol_asking_more_images_than_the_dataset_has_counts_the_steps_it_trains():
+    """The trainer draws min(train_images, available) images (`prepare_data`); `steps_on` counts the optimizer
+    steps that gives, as the trainer's epoch shape does, and `shortfall` says so in one line (rows and rungs
+    record `steps_on`, so a capped protocol no longer labels its rows with steps it never trained)."""
+    from nas.train.loop import epoch_shape
+    from nas.train.pipeline import prepare_data
+
+    data = synthetic(n_train=384)  # 320 training images beside the 64 of validation
+    available = len(data.train_y) - 64
+    for asked in (64, 320, 1000, 4096):
+        p = ProxyConfig(resolution=12, epochs=3, train_images=asked, val_images=64, batch_size=16)
+        bs, per_pass = epoch_shape(prepare_data(data, p), p)
+        assert p.steps_on(available) == per_pass * p.epochs == 3 * min(asked, 320) // 16
+        assert p.steps_on(None) == p.steps
+        short = p.shortfall(available)
+        assert (short is None) == (asked <= 320)
+    assert p.steps == 768 and p.steps_on(available) == 60
+    assert short.startswith("the protocol asks for 4096 training images; the dataset has 320 beside its 64 "
+                            "validation images") and "(60 optimizer steps, not 768)" in short

@@ -230,6 +230,37 @@ def test_dry_run_plans_without_training(work, capsys):
     assert not (work / "dry").exists()
 
 
+def _short_data(tmp_path: Path) -> list[str]:
+    """A 200-image dataset (168 training images beside the protocol's 32 of validation) and a search protocol
+    asking 400: the options of a search on them."""
+    from tests.test_data import make_idx_dir
+
+    (tmp_path / "big.yaml").write_text("resolution: 16\nepochs: 2\ntrain_images: 400\nval_images: 32\n"
+                                       "batch_size: 16\n")
+    return ["--space", TINY, "--budget", "3M", "--data", str(make_idx_dir(tmp_path / "d", n_train=200)),
+            "--proxy", str(tmp_path / "big.yaml"), "--results", str(tmp_path / "results")]
+
+
+SHORT_NOTE = ("the search protocol asks for 400 training images; the dataset has 168 beside its 32 validation "
+              "images, so it trains 2 epochs over 168 (20 optimizer steps, not 50)")
+
+
+def test_dry_run_says_when_the_dataset_has_fewer_images_than_the_protocol_asks(tmp_path, capsys):
+    assert main(["search", *_short_data(tmp_path), "--dry-run", "--no-confirm"]) == 0
+    assert SHORT_NOTE in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_rows_record_the_steps_a_capped_protocol_trains(tmp_path):
+    """The trainer draws the 168 images the dataset has, not the 400 asked for: the search says so once and its
+    rows record the 20 steps trained (they used to say 50)."""
+    r = subprocess.run([*NAS, "search", *_short_data(tmp_path), "--trials", "1", "--no-baselines", "--no-confirm",
+                        "--name", "short"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.count(SHORT_NOTE) == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    trained = _trials(tmp_path / "results" / "short").query("status == 'completed'")
+    assert len(trained) == 1 and set(trained["steps"]) == {20}
+
+
 def test_same_seed_same_proposals(tmp_path):
     """Two studies with the same seed propose the same architectures through the real searcher."""
     from nas.space import load_space

@@ -98,3 +98,14 @@ def test_bad_data_in_a_real_process_has_no_traceback(tmp_path):
                        capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode != 0
     assert "Traceback" not in p.stderr and "unknown dataset" in p.stderr and "fix:" in p.stderr
+
+
+def test_train_says_when_the_dataset_has_fewer_images_than_the_protocol_asks(tiny_files, tmp_path, capsys):
+    d, arch, _ = tiny_files
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump({**TINY_PROXY, "train_images": 400}))
+    rc = main(["train", str(arch), "--data", str(d), "--proxy", str(big), "--out", str(tmp_path / "m.json"),
+               "--threads", "1", "--no-progress"])
+    assert rc == 0
+    assert ("the protocol asks for 400 training images; the dataset has 128 beside its 32 validation images, so it "
+            "trains 2 epochs over 128 (16 optimizer steps, not 50)") in capsys.readouterr().out

@@ -176,8 +176,9 @@ def run(args: argparse.Namespace) -> int:
         from nas.search.ladder import available_images, top_steps
 
         cproxy = load_confirm_protocol(plan, copts) if copts else None
-        top = top_steps(cproxy.steps, copts.top_steps) if copts and plan.baselines else 0
-        top_proxy = cproxy.stretched(top, available=available_images(plan.dataset, cproxy)) if top else None
+        available = available_images(plan.dataset, cproxy) if cproxy else None
+        top = top_steps(cproxy.steps_on(available), copts.top_steps) if copts and plan.baselines else 0
+        top_proxy = cproxy.stretched(top, available=available) if top else None
         for line in format_dry_run(dry_run(plan, confirm_proxy=cproxy, top_proxy=top_proxy, copts=copts), copts):
             print(line)
         return 0
@@ -298,6 +299,8 @@ def format_dry_run(dr: Any, copts: Any = None) -> list[str]:
            f"  search protocol {p.proxy.hash}: {p.proxy.epochs} epochs, {p.proxy.train_images} images at "
            f"{p.proxy.resolution}px on {p.dataset.name}, val {p.proxy.val_images} images carved from the training "
            f"set; early stop by MAdds band: {early}",
+           *([f"  {short}"] if (short := p.proxy.shortfall(len(p.dataset.train_y) - p.proxy.val_images,
+                                                           what="search protocol")) and not p.oneshot else []),
            f"  ~{dr.search.job_s:.0f} s per trial, {dr.search.jobs} to train: ~{fmt_s(dr.search.wall_s)}"
            if not p.oneshot else
            f"  one-shot: ~{dr.search.job_s:.1f} s per architecture scored by inherited weights from {p.supernet}, "

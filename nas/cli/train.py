@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     arch = resolve_arch(args.arch)
     proxy = load_proxy(args.proxy, epochs=args.epochs, seed=args.seed)
     data = load_dataset(args.data)
+    if short := proxy.shortfall(len(data.train_y) - proxy.val_images):
+        print(short, flush=True)
     out = Path(args.out) if args.out else Path("results") / "train" / f"{arch.name}-{proxy.hash}-s{proxy.seed}.json"
     if out.exists() and out.is_dir():
         raise ConfigError(f"--out {out} is a directory", "pass a file path such as metrics.json")

@@ -303,8 +303,10 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
     from nas.search import ladder
 
     d = plan.run_dir
-    top = ladder.top_steps(proxy.steps, opts.top_steps)
     available = ladder.available_images(plan.dataset, proxy)
+    top = ladder.top_steps(proxy.steps_on(available), opts.top_steps)
+    if on_note is not None and (short := proxy.shortfall(available, what="confirm protocol")):
+        on_note(short)
     ladder_rungs = ladder.rungs(proxy, opts.seeds, top, opts.top_seeds, available=available)
     R.atomic_write_text(d / CONFIRM_FILE, yaml.safe_dump(proxy.to_dict(), sort_keys=False))
     record_confirm_settings(d, top_k=opts.top_k, seeds=opts.seeds, protocol=opts.protocol, width=opts.width,

@@ -108,7 +108,8 @@ def job_seconds(arch: Any, proxy: Any, dataset: Any, *, threads: int, test: bool
     if test and dataset.test_y is not None:
         n_test = min(proxy.test_images, len(dataset.test_y)) if proxy.test_images else len(dataset.test_y)
     evals = proxy.val_images * proxy.epochs + n_test
-    return per_img * proxy.train_images * proxy.epochs + per_img / 3 * evals + 2.0
+    images = min(proxy.train_images, len(dataset.train_y) - proxy.val_images)  # what the trainer draws
+    return per_img * images * proxy.epochs + per_img / 3 * evals + 2.0
 
 
 def score_seconds(plan: SearchPlan, arch: Any, *, threads: int) -> float:

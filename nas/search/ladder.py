@@ -62,7 +62,7 @@ def top_steps(first_steps: int, requested: int | None) -> int:
 def rungs(first_proxy: Any, first_seeds: int, top: int, top_seeds: int, *, available: int | None = None) -> list[Rung]:
     """The rungs of a confirmation: the first, and the top one when `top` steps > 0 (the first rung's recipe
     stretched to them on the dataset's `available` training images, `ProxyConfig.stretched`)."""
-    out = [Rung("confirm", first_proxy.steps, first_seeds, "the search front's top candidates and the band's "
+    out = [Rung("confirm", first_proxy.steps_on(available), first_seeds, "the search front's top candidates and the band's "
                 "published variants", "test", first_proxy.hash)]
     if top:
         out.append(Rung(rung_stage(top), top, top_seeds, "the headline candidate, the other family's best "

@@ -119,6 +119,9 @@ def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: i
                                  kept=len(rec.trained("searched")), rerun=len(rerun), remaining=remaining,
                                  baselines_to_train=len(pending), cached_baselines=cached, resources=resources,
                                  nodes=int(info.get("nodes", 1)), supernet=plan.supernet))
+        short = plan.proxy.shortfall(len(plan.dataset.train_y) - plan.proxy.val_images, what="search protocol")
+        if on_note is not None and short and not plan.oneshot:
+            on_note(short)
         scoring = oneshot_scoring()
         spec = tuning.TuneSpec(space=plan.space, budget=plan.budget, min_budget=plan.min_budget,
                                objective=o.objective, sampler=plan.sampler, trials=remaining, seed=o.seed + n_study,

@@ -107,7 +107,8 @@ class RunRecorder:
                         published=published, rebuild_cmd=rebuild)
         row["family"] = job.family or arch.family
         row["started_at"] = self.started.get(job.key, "")
-        row["steps"] = self.proxy_for(job.stage).steps
+        proxy = self.proxy_for(job.stage)
+        row["steps"] = proxy.steps_on(len(self.plan.dataset.train_y) - proxy.val_images)  # what it trains
         return row
 
     def proxy_for(self, stage: str) -> Any:

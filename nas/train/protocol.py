@@ -81,6 +81,24 @@ class ProxyConfig:
         """Optimizer steps of one training run (the last partial batch of an epoch is dropped)."""
         return self.epochs * max(1, self.train_images // self.batch_size)
 
+    def steps_on(self, available: int | None) -> int:
+        """Optimizer steps this protocol trains where the dataset has `available` training images beside its
+        validation split: the trainer draws min(train_images, available) of them (`prepare_data`), so a
+        protocol asking more than a dataset holds trains fewer steps than `steps` says. None: `steps`."""
+        if available is None or available >= self.train_images:
+            return self.steps
+        n = max(1, available)
+        return self.epochs * max(1, n // min(self.batch_size, n))
+
+    def shortfall(self, available: int | None, *, what: str = "protocol") -> str | None:
+        """One line when the dataset has fewer training images than this protocol asks for (None when it has
+        enough): what is trained instead, and how to ask for it."""
+        if available is None or available >= self.train_images:
+            return None
+        return (f"the {what} asks for {self.train_images} training images; the dataset has {available} beside its "
+                f"{self.val_images} validation images, so it trains {self.epochs} epochs over {available} "
+                f"({self.steps_on(available)} optimizer steps, not {self.steps}); rows record the steps trained")
+
     def stretched(self, steps: int, *, epochs: int = 2, available: int | None = None) -> ProxyConfig:
         """The same recipe trained for `steps` optimizer steps: `epochs` passes over steps / epochs batches of
         fresh training images, warm-up over the same share of the steps, the same test subset. The ladder's
