@@ -106,6 +106,28 @@ def test_confirmed_table_verdicts_and_dominance():
     assert len(R.compute_pareto(df)) == len(R.compute_pareto(R.search_stage(df)))
 
 
+def test_dominance_claims_hold_together_at_95_percent():
+    """Four candidate x published pairs are tested on one rung, so each interval is taken at 1 - 5%/4
+    (Bonferroni): c1's +1.0 over b1 (95% interval [+0.25, +1.75] on its own) is not claimed, c2's +5.0 is."""
+    rows = []
+    for trial, kind, madds, accs in (("b1", "baseline", 150.0, [70.0, 70.0, 70.0]),
+                                     ("b2", "baseline", 300.0, [80.0, 80.0, 80.0]),
+                                     ("c1", "searched", 100.0, [70.7, 71.0, 71.3]),
+                                     ("c2", "searched", 120.0, [75.0, 75.2, 74.8])):
+        base = dict(trial=trial, kind=kind, madds_m=madds, family="f", params_m=1.0, arch_id=trial)
+        rows.append(R.make_row(**base, stage="search", seed=0, status="completed", val_top1=50.0))
+        rows += [R.make_row(**base, stage="confirm", seed=s, status="completed", val_top1=50.0, test_top1=a,
+                            eval_set="test") for s, a in enumerate(accs)]
+    df = R.normalize_trials(pd.DataFrame(rows))
+    alone = S.paired_diff({0: 70.7, 1: 71.0, 2: 71.3}, {0: 70.0, 1: 70.0, 2: 70.0})
+    assert alone.verdict == "better" and alone.lo == pytest.approx(0.255, abs=0.01)
+    [d] = V.compute_confirmation(df).dominance
+    assert (d.a, d.b, d.tests, d.level) == ("c2", "b1", 4, pytest.approx(0.9875))
+    assert d.lo > 0 and d.hi - d.lo > 2 * (S.paired_diff({0: 75.0, 1: 75.2, 2: 74.8}, {0: 70.0, 1: 70.0, 2: 70.0}).hi - 5.0)
+    assert d.text() == ("c2 dominates b1: no more MAdds and +5.00 [+3.98, +6.02] points, n=3 "
+                        "(98.75% interval, Bonferroni over 4 pairs)")
+
+
 def test_headline_is_the_best_candidate_with_a_published_reference():
     """t0003 has the highest confirmed mean but no published variant at <= its MAdds: the headline is
     t0001 (79.6 vs t0002's 78.7), with its interval's half-width."""

@@ -432,7 +432,7 @@ def confirmation_lines(conf: Any, resolution: int | None = None, run_dir: Any = 
             continue
         lines.append(f"  {v['trial']} vs {v['reference']}: {_diff(v)}: {v['verdict'].upper()}" + _trend(v))
     for d in conf.dominance:
-        lines.append(f"  {d.a} dominates {d.b}: no more MAdds and {d.diff:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] points")
+        lines.append(f"  {d.text()}")
     return lines + trust_lines(conf.trust)
 
 

@@ -238,11 +238,12 @@ def compute_verdict_rows(conf: V.Confirmation) -> pd.DataFrame:
 
 def compute_dominance_rows(conf: V.Confirmation) -> pd.DataFrame:
     """The dominance claims of `conf` with both architectures' MAdds: a, a_madds_m, b, b_madds_m, diff, lo,
-    hi, n."""
+    hi, n, and the pairs tested together with the interval's level (`nas.verdicts.Dominance`)."""
     madds = dict(zip(conf.table["trial"], conf.table["madds_m"]))
     rows = [{"a": d.a, "a_madds_m": madds.get(d.a, math.nan), "b": d.b, "b_madds_m": madds.get(d.b, math.nan),
-             "diff": d.diff, "lo": d.lo, "hi": d.hi, "n": d.n} for d in conf.dominance]
-    return pd.DataFrame(rows, columns=["a", "a_madds_m", "b", "b_madds_m", "diff", "lo", "hi", "n"])
+             "diff": d.diff, "lo": d.lo, "hi": d.hi, "n": d.n, "tests": d.tests, "level": d.level}
+            for d in conf.dominance]
+    return pd.DataFrame(rows, columns=["a", "a_madds_m", "b", "b_madds_m", "diff", "lo", "hi", "n", "tests", "level"])
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -370,10 +370,12 @@ def _verdicts_html(conf: V.Confirmation) -> str:
     claims = "".join(
         f"<li><b>{e(str(d['a']))}</b> ({fmt(d['a_madds_m'], 1)} M) dominates the published <b>{e(str(d['b']))}</b> "
         f"({fmt(d['b_madds_m'], 1)} M): no more MAdds and {interval_text(d['diff'], d['lo'], d['hi'], sign=True)} "
-        f"points, paired over {int(d['n'])} seeds</li>" for d in dom.to_dict("records"))
+        f"points, paired over {int(d['n'])} seeds ({e(V.correction_text(int(d['tests']), float(d['level'])))})</li>"
+        for d in dom.to_dict("records"))
     claims_html = (f'<h2>Dominance claims</h2><ul class="claims">{claims}</ul>' if claims else
                    '<p class="note">Dominance claims: none (no confirmed candidate has both no more MAdds than a '
-                   "confirmed published variant and a paired 95% interval above it).</p>")
+                   "confirmed published variant and a paired interval above it, each of the m candidate x "
+                   "published pairs tested at 1 - 5%/m so that the claims hold together at 95%).</p>")
     when = f" after {conf.steps} training steps" if conf.steps else ""
     return ('<div class="panel" data-section="verdicts"><h2>Verdicts' + e(when) + ': each confirmed candidate '
             "against the best published variant at equal or lower MAdds</h2>" + table
