@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.errors import RunError
+from nas.jobs import KINDS, STAGES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,11 +47,10 @@ STATUSES: tuple[str, ...] = ("completed", "early_stopped", "failed", "over_budge
 FINISHED_OK: tuple[str, ...] = ("completed", "early_stopped")
 TRAINED: tuple[str, ...] = ("completed", "early_stopped", "failed", "nan")
 """Statuses of a trial that ran to its end (with or without a usable accuracy): never trained again."""
-KINDS: tuple[str, ...] = ("searched", "baseline")
-STAGES: tuple[str, ...] = ("search", "confirm")
-"""``search``: the searched and baseline trials under the search protocol (one row per trial);
-``confirm``: the confirmation retrainings, one row per (trial, seed); ``confirm@<steps>``: a higher rung of the
-ladder (nas.search.ladder). ``steps`` is the optimizer steps of a row's protocol (0: a run from before)."""
+# KINDS and STAGES are the jobs' own (`nas.jobs`). Stages: ``search``, the searched and baseline trials under
+# the search protocol (one row per trial); ``confirm``, the confirmation retrainings, one row per (trial, seed);
+# ``confirm@<steps>``, a higher rung of the ladder (nas.search.ladder). A row's ``steps`` is the optimizer steps
+# it trained (`ProxyConfig.steps_on`; 0: a run from before steps were recorded).
 PARETO_EXTRA = "gain_vs_published"
 """pareto.csv's extra column: val top-1 minus the best published *architecture* at <= MAdds, both
 trained under the same search protocol (not the published paper numbers)."""

@@ -204,7 +204,7 @@ def resolvable(sd: float, n: int) -> float:
     seed SD `sd`, if the pair's runs were independent (a planning figure)."""
     from scipy import stats
 
-    return float(stats.t.ppf(0.975, max(1, n - 1))) * sd * math.sqrt(2) / math.sqrt(max(1, n))
+    return float(stats.t.ppf(0.5 + LEVEL / 2, max(1, n - 1))) * sd * math.sqrt(2) / math.sqrt(max(1, n))
 
 
 def reading_of_noise(sd: float, n: int, dof: int, *, most: int | None = None) -> str:
