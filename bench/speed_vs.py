@@ -50,8 +50,8 @@ def worktree(rev: str) -> Path:
     return d
 
 
-def job(tree: Path, arch: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
+def job(tree: Path, arch: str, env: dict | None = None) -> dict:
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", JOB, arch], env=env, cwd=tree, capture_output=True, text=True,
                          check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -101,22 +101,29 @@ def main() -> None:
         print(f"old: {a.rev} ({old}), new: this tree ({ROOT}); nas search --budget 300M --no-confirm")
         compare_search(old, a.repeats)
         return
-    print(f"old: {a.rev} ({old}), new: this tree ({ROOT}); confirm protocol, 1 thread, whole job")
+    sys.path.insert(0, str(ROOT))
+    from nas.blas import env_with_shim
+
+    shim = env_with_shim()  # the `nas` command's jobs run with it on an AMD CPU (nas.blas); None elsewhere
+    sides = [("old", old, None), ("new", ROOT, shim)] + ([("new, MKL as before", ROOT, None)] if shim else [])
+    print(f"old: {a.rev} ({old}), new: this tree ({ROOT}){', with MKL on its Intel kernels as `nas` runs it' if shim else ''}; "
+          "confirm protocol, 1 thread, whole job")
     for arch in a.archs:
-        t: dict[str, list[float]] = {"old": [], "new": []}
-        tr: dict[str, list[float]] = {"old": [], "new": []}
+        t: dict[str, list[float]] = {n: [] for n, _, _ in sides}
+        tr: dict[str, list[float]] = {n: [] for n, _, _ in sides}
         for i in range(a.repeats):
-            for name, tree in (("old", old), ("new", ROOT)) if i % 2 == 0 else (("new", ROOT), ("old", old)):
+            for name, tree, env in sides[i % len(sides):] + sides[:i % len(sides)]:  # rotated: same load for each
                 load = os.getloadavg()[0]
-                r = job(tree, arch)
+                r = job(tree, arch, env)
                 t[name].append(r["wall_s"])
                 tr[name].append(r["train_s"])
-                print(f"  {arch:<20} {name} {r['wall_s']:7.1f} s, training {r['train_s']:5.1f} s, the rest "
+                print(f"  {arch:<20} {name:<20} {r['wall_s']:7.1f} s, training {r['train_s']:5.1f} s, the rest "
                       f"{r['wall_s'] - r['train_s']:4.1f} s  test {r['test_top1']}  (load {load:.1f})", flush=True)
-        mo, mn = statistics.median(t["old"]), statistics.median(t["new"])
-        to, tn = statistics.median(tr["old"]), statistics.median(tr["new"])
-        print(f"{arch}: old {mo:.1f} s, new {mn:.1f} s (medians of {a.repeats}): old/new {mo / mn:.2f}x; training "
-              f"alone old {to:.1f} s, new {tn:.1f} s: {to / tn:.2f}x", flush=True)
+        mo, to = statistics.median(t["old"]), statistics.median(tr["old"])
+        for name, _, _ in sides[1:]:
+            mn, tn = statistics.median(t[name]), statistics.median(tr[name])
+            print(f"{arch}: old {mo:.1f} s, {name} {mn:.1f} s (medians of {a.repeats}): old/new {mo / mn:.2f}x; "
+                  f"training alone old {to:.1f} s, {name} {tn:.1f} s: {to / tn:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

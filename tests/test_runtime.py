@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_runtime_checks_its_settings_and_resolves_auto():
     for bad in ({"precision": "fp8"}, {"memory_format": "nhwc"}, {"threads": 0}, {"device": "tpu"},
                 {"threads": "2"}, {"threads": 1.5}, {"threads": True}, {"compile": "yes"},
-                {"keep_freed_memory": "no"}, {"keep_freed_memory": 0}):
+                {"keep_freed_memory": "no"}, {"keep_freed_memory": 0}, {"mkl_intel_path": "yes"}):
         with pytest.raises(ConfigError):
             Runtime(**bad)
     # a run.yaml's runtime dict with a string where a switch goes names the setting and the fix
@@ -42,6 +42,7 @@ def test_runtime_key_follows_what_changes_the_numbers_not_threads():
     base = Runtime()
     assert base.key == Runtime(threads=2).key == Runtime(precision="fp32").key  # auto is fp32 on the CPU
     assert base.key == Runtime(keep_freed_memory=False).key  # the allocator changes no number
+    assert Runtime(mkl_intel_path=True).key == Runtime(mkl_intel_path=False).key == base.key  # sum order, as threads
     assert len({base.key, Runtime(precision="bf16").key, Runtime(memory_format="contiguous").key,
                 Runtime(compile=True).key}) == 4
 
@@ -166,3 +167,48 @@ def test_the_allocator_switch_is_a_flag_that_reaches_the_run(tmp_path):
     (run / "run.yaml").write_text("name: r\nbudget_m: 3.0\nseed: 0\ndata: fashion-mnist\n"
                                   "runtime: {precision: auto, keep_freed_memory: false}\n")
     assert options_from_run(run, SearchOptions(resume=str(run))).keep_freed_memory is False
+
+
+GEMM = """
+import json, time, torch
+from nas.runtime import Runtime
+torch.manual_seed(0)
+torch.set_num_threads(1)
+a, b = torch.randn(2048, 192), torch.randn(192, 384)
+for _ in range(5):
+    a @ b
+t = time.perf_counter()
+for _ in range(40):
+    c = a @ b
+print(json.dumps({"intel_path": Runtime().mkl_intel_path, "s": time.perf_counter() - t, "sum": float(c.double().sum()),
+                  "first": c[0, :4].tolist()}))
+"""
+
+
+@pytest.mark.skipif(not __import__("nas.blas").blas.amd_x86(), reason="MKL's vendor path: AMD CPUs only")
+def test_the_nas_command_runs_mkl_on_its_intel_kernels_on_an_amd_cpu(tmp_path):
+    """`nas` re-executes itself with the shim preloaded (a real C compiler builds it), its runtime records it and
+    `--no-mkl-intel-path` leaves MKL as it is; a process given the shim computes the same product as one without,
+    to float tolerance (speed is a benchmark's: BENCHMARKS.md, "MKL on AMD")."""
+    import json
+
+    from nas.blas import env_with_shim, shim_path
+
+    if shim_path() is None:
+        pytest.skip("no C compiler to build the shim")
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for name, e in (("plain", env), ("shim", env_with_shim(env))):
+        out = subprocess.run([sys.executable, "-c", GEMM], env=e, capture_output=True, text=True, check=True)
+        runs[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (runs["plain"]["intel_path"], runs["shim"]["intel_path"]) == (False, True)
+    assert runs["shim"]["first"] == pytest.approx(runs["plain"]["first"], rel=1e-4, abs=1e-4)
+    got = {}
+    for extra in ([], ["--no-mkl-intel-path"]):
+        out = tmp_path / f"m{len(extra)}.json"
+        r = subprocess.run([sys.executable, "-m", "nas", "train", "mobilevit_xxs", "--epochs", "1", "--threads", "1",
+                            "--no-progress", "--out", str(out), *extra], env=env, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        got[bool(extra)] = json.loads(out.read_text())["runtime"]["mkl_intel_path"]
+    assert got == {False: True, True: False}

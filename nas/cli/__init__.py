@@ -67,6 +67,10 @@ def join_negative_values(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from nas.errors import NasError
 
+    if argv is None:  # the `nas` command itself (tests call main with a list): MKL's fast path first
+        from nas.blas import reexec_with_shim
+
+        reexec_with_shim(sys.argv[1:])
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "_run", None):

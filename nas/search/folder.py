@@ -50,11 +50,15 @@ def environment() -> dict[str, Any]:
     """What the run ran on (versions read from the installed distributions: no framework is imported)."""
     import torch
 
+    from nas.blas import active as blas_active
+
     devs = ["cpu"] + [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return {"python": sys.version.split()[0], "torch": torch.__version__, "ray": _version("ray"),
             "optuna": _version("optuna"), "hybrid_nas": _version("hybrid-nas"), "code_version": code_version(),
             "platform": platform.platform(), "devices": devs, "cpu_count": os.cpu_count(),
-            "hostname": socket.gethostname()}
+            "hostname": socket.gethostname(),
+            # MKL's Intel kernel path on an AMD CPU (`nas.blas`) in this process; Ray's local workers inherit it
+            "mkl_intel_path": blas_active()}
 
 
 def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:

@@ -1,0 +1,129 @@
+"""MKL's fast code path on AMD CPUs: the `nas` command runs with a one-function shim preloaded.
+
+torch's CPU wheels link Intel's MKL for fp32 matrix products (linear layers, attention's products). MKL picks
+its kernels by CPU vendor: on an AMD CPU it takes a generic AVX2 path even where the CPU has AVX-512. Measured
+on the 2-core AMD EPYC of BENCHMARKS.md ("MKL on AMD"): a [4096, 144] x [144, 288] product at 1 thread runs
+~96 GFLOP/s through MKL and ~235 through oneDNN (which dispatches by CPU features); with MKL's vendor check
+answered "Intel" MKL runs ~230. MKL's vendor check is one exported function, `mkl_serv_intel_cpu_true`; a
+shared library that defines it to return 1, preloaded (LD_PRELOAD) before torch loads, makes MKL choose its
+kernels by the CPU's features as it does on Intel (MKL still checks each instruction set it uses).
+
+How the command uses it (`reexec_with_shim`, called by the `nas` entry point before anything imports torch):
+on Linux x86-64 with an AMD CPU, unless `--no-mkl-intel-path` is given or NAS_MKL_INTEL_PATH=0 is set, the
+shim is compiled once with the system's C compiler into the user's cache folder and the command re-executes
+itself with it preloaded. Ray's local workers inherit the environment, so trials run with it too. Without a C
+compiler, or on another CPU, nothing changes. Same network and precision (fp32); other kernels sum in another
+order, so numbers differ in the last bits and a trained network's accuracy moves within seed noise, as with a
+different thread count (the baseline cache does not key on it, as it does not key on threads).
+`active()` says whether this process has it; run.yaml's `runtime.mkl_intel_path` and environment.json record it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ENV_SWITCH = "NAS_MKL_INTEL_PATH"  # "0": never preload the shim
+FLAG = "--no-mkl-intel-path"
+SHIM_SOURCE = "/* hybrid-nas: MKL chooses its kernels by CPU features, as on Intel */\n" \
+              "int mkl_serv_intel_cpu_true(void) { return 1; }\n"
+SHIM_NAME = "mkl_intel_path.so"
+
+
+def amd_x86() -> bool:
+    """Linux on an x86-64 AMD CPU (the case where MKL takes its generic path)."""
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return "AuthenticAMD" in line
+    except OSError:
+        return False
+    return False
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hybrid-nas"
+
+
+def shim_path() -> Path | None:
+    """The compiled shim (built on first use with `cc`/`gcc`; None where no compiler can build it)."""
+    so = cache_dir() / SHIM_NAME
+    if so.is_file():
+        return so
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    try:
+        so.parent.mkdir(parents=True, exist_ok=True)
+        src = so.parent / f"mkl_intel_path.{os.getpid()}.c"
+        tmp = so.parent / f"{SHIM_NAME}.{os.getpid()}.tmp"
+        src.write_text(SHIM_SOURCE)
+        subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(tmp), str(src)], check=True, capture_output=True,
+                       timeout=120)
+        os.replace(tmp, so)  # atomic: concurrent first uses each build their own and one wins
+        src.unlink(missing_ok=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return so
+
+
+def wanted(argv: list[str]) -> bool:
+    return amd_x86() and os.environ.get(ENV_SWITCH, "1") != "0" and FLAG not in argv
+
+
+def preloaded(so: Path) -> bool:
+    return str(so) in os.environ.get("LD_PRELOAD", "").split()
+
+
+def env_with_shim(env: dict[str, str] | None = None) -> dict[str, str] | None:
+    """`env` (default: this process's) with the shim added to LD_PRELOAD; None where it cannot be built or is
+    not wanted here (benches start their job processes with it)."""
+    env = dict(os.environ if env is None else env)
+    so = shim_path() if wanted([]) else None
+    if so is None:
+        return None
+    if str(so) not in env.get("LD_PRELOAD", "").split():
+        env["LD_PRELOAD"] = " ".join(x for x in (env.get("LD_PRELOAD", ""), str(so)) if x)
+    return env
+
+
+def reexec_with_shim(argv: list[str]) -> None:
+    """Re-execute `python -m nas ARGV` with the shim preloaded, where it is wanted and not yet there (returns
+    where it is not wanted, already preloaded or cannot be built; does not return when it re-executes)."""
+    if not wanted(argv):
+        return
+    so = shim_path()
+    if so is None or preloaded(so) or os.environ.get("_NAS_REEXEC") == "1":
+        return
+    env = env_with_shim()
+    if env is None:
+        return
+    env["_NAS_REEXEC"] = "1"  # never twice, whatever the loader did with LD_PRELOAD
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "nas", *argv], env)
+
+
+def active() -> bool:
+    """Whether MKL in this process takes its Intel kernel path on an AMD CPU (the shim answers MKL's check)."""
+    if not amd_x86():
+        return False
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None).mkl_serv_intel_cpu_true  # the preloaded shim comes first in the global scope
+    except (AttributeError, OSError):
+        return False
+    fn.restype = ctypes.c_int
+    return bool(fn())
+
+
+__all__ = ["amd_x86", "shim_path", "env_with_shim", "reexec_with_shim", "active", "FLAG", "ENV_SWITCH"]
