@@ -98,7 +98,7 @@ def env_with_shim(env: dict[str, str] | None = None) -> dict[str, str] | None:
 def reexec_with_shim(argv: list[str]) -> None:
     """Re-execute `python -m nas ARGV` with the shim preloaded, where it is wanted and not yet there (returns
     where it is not wanted, already preloaded or cannot be built; does not return when it re-executes)."""
-    if not wanted(argv):
+    if not wanted(argv) or not sys.executable:
         return
     so = shim_path()
     if so is None or preloaded(so) or os.environ.get("_NAS_REEXEC") == "1":
