@@ -285,6 +285,7 @@ def print_progress(p: Any) -> None:
 
 
 def format_dry_run(dr: Any, copts: Any = None) -> list[str]:
+    from nas.search.ladder import available_images
     from nas.space import format_madds
 
     p, sc, r = dr.plan, dr.plan.screen, dr.resources
@@ -299,7 +300,7 @@ def format_dry_run(dr: Any, copts: Any = None) -> list[str]:
            f"  search protocol {p.proxy.hash}: {p.proxy.epochs} epochs, {p.proxy.train_images} images at "
            f"{p.proxy.resolution}px on {p.dataset.name}, val {p.proxy.val_images} images carved from the training "
            f"set; early stop by MAdds band: {early}",
-           *([f"  {short}"] if (short := p.proxy.shortfall(len(p.dataset.train_y) - p.proxy.val_images,
+           *([f"  {short}"] if (short := p.proxy.shortfall(available_images(p.dataset, p.proxy),
                                                            what="search protocol")) and not p.oneshot else []),
            f"  ~{dr.search.job_s:.0f} s per trial, {dr.search.jobs} to train: ~{fmt_s(dr.search.wall_s)}"
            if not p.oneshot else

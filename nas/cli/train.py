@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from nas.data import load_dataset
     from nas.errors import ConfigError
     from nas.runtime import Runtime
+    from nas.search.ladder import available_images
     from nas.train import load_proxy, train_arch
     from nas.variants import resolve_arch
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     arch = resolve_arch(args.arch)
     proxy = load_proxy(args.proxy, epochs=args.epochs, seed=args.seed)
     data = load_dataset(args.data)
-    if short := proxy.shortfall(len(data.train_y) - proxy.val_images):
+    if short := proxy.shortfall(available_images(data, proxy)):
         print(short, flush=True)
     out = Path(args.out) if args.out else Path("results") / "train" / f"{arch.name}-{proxy.hash}-s{proxy.seed}.json"
     if out.exists() and out.is_dir():

@@ -108,7 +108,9 @@ def job_seconds(arch: Any, proxy: Any, dataset: Any, *, threads: int, test: bool
     if test and dataset.test_y is not None:
         n_test = min(proxy.test_images, len(dataset.test_y)) if proxy.test_images else len(dataset.test_y)
     evals = proxy.val_images * proxy.epochs + n_test
-    images = min(proxy.train_images, len(dataset.train_y) - proxy.val_images)  # what the trainer draws
+    from nas.search.ladder import available_images
+
+    images = min(proxy.train_images, available_images(dataset, proxy))  # what the trainer draws
     return per_img * images * proxy.epochs + per_img / 3 * evals + 2.0
 
 

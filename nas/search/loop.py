@@ -12,6 +12,7 @@ from typing import Any
 
 from nas import results as R
 from nas.jobs import Resources, TrialJob
+from nas.search.ladder import available_images
 from nas.search.plan import SearchPlan, choose_resources
 from nas.search.recorder import Progress, RunRecorder, finite
 
@@ -119,7 +120,7 @@ def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: i
                                  kept=len(rec.trained("searched")), rerun=len(rerun), remaining=remaining,
                                  baselines_to_train=len(pending), cached_baselines=cached, resources=resources,
                                  nodes=int(info.get("nodes", 1)), supernet=plan.supernet))
-        short = plan.proxy.shortfall(len(plan.dataset.train_y) - plan.proxy.val_images, what="search protocol")
+        short = plan.proxy.shortfall(available_images(plan.dataset, plan.proxy), what="search protocol")
         if on_note is not None and short and not plan.oneshot:
             on_note(short)
         scoring = oneshot_scoring()

@@ -14,6 +14,7 @@ from nas import results as R
 from nas.config import ArchConfig
 from nas.jobs import TrialJob, arch_of_job, is_confirm_stage
 from nas.search.folder import BaselineCache, params_from_row
+from nas.search.ladder import available_images
 from nas.search.plan import SearchPlan, now
 from nas.space import arch_summary, format_madds, knob_values, replay
 
@@ -108,7 +109,7 @@ class RunRecorder:
         row["family"] = job.family or arch.family
         row["started_at"] = self.started.get(job.key, "")
         proxy = self.proxy_for(job.stage)
-        row["steps"] = proxy.steps_on(len(self.plan.dataset.train_y) - proxy.val_images)  # what it trains
+        row["steps"] = proxy.steps_on(available_images(self.plan.dataset, proxy))  # what it trains
         return row
 
     def proxy_for(self, stage: str) -> Any:
