@@ -19,6 +19,7 @@ import torch
 from nas.builder import build_model
 from nas.cli import main
 from nas.madds import count_madds
+from nas.results import read_trials
 from nas.space import SPACES_DIR, RandomTrial, load_space, sample_arch
 from nas.supernet import Supernet, extract
 from nas.variants import get_variant
@@ -205,7 +206,7 @@ def test_oneshot_search_end_to_end_with_confirmation_and_extract(work, tmp_path)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if (kr / "trials.parquet").is_file():
-            d = pd.read_parquet(kr / "trials.parquet")
+            d = read_trials(kr)  # one open handle: a path read races the run's atomic replace of the file
             done = d[(d["stage"] == "search") & (d["kind"] == "searched") & (d["status"] == "completed")]
             if len(done) >= 3:
                 os.killpg(proc.pid, signal.SIGKILL)
