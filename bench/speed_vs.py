@@ -4,6 +4,7 @@ architecture, alternating old and new code in fresh processes so that both see t
 
     .venv/bin/python bench/speed_vs.py --rev 07bd30f [--archs mobile_former_151m mobilevit_xs] [--repeats 3]
     .venv/bin/python bench/speed_vs.py --rev 07bd30f --search [--repeats 2]
+    .venv/bin/python bench/speed_vs.py --rev 3e8f38d --same-blas   # one change, both sides with the MKL shim
 
 `--search` times the default search stage instead: `nas search --budget 300M --no-confirm` (same space,
 protocol and seed in both versions, so the same proposals), each run into a fresh results folder (no cached
@@ -95,6 +96,8 @@ def main() -> None:
     ap.add_argument("--archs", nargs="+", default=["mobile_former_151m", "mobilevit_xs"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--search", action="store_true", help="time the default search stage instead of single jobs")
+    ap.add_argument("--same-blas", action="store_true",
+                    help="run the old tree's jobs with the MKL shim too (an A/B of a change after it), two sides")
     a = ap.parse_args()
     old = worktree(a.rev)
     if a.search:
@@ -105,7 +108,10 @@ def main() -> None:
     from nas.blas import env_with_shim
 
     shim = env_with_shim()  # the `nas` command's jobs run with it on an AMD CPU (nas.blas); None elsewhere
-    sides = [("old", old, None), ("new", ROOT, shim)] + ([("new, MKL as before", ROOT, None)] if shim else [])
+    if a.same_blas:
+        sides = [("old", old, shim), ("new", ROOT, shim)]
+    else:
+        sides = [("old", old, None), ("new", ROOT, shim)] + ([("new, MKL as before", ROOT, None)] if shim else [])
     print(f"old: {a.rev} ({old}), new: this tree ({ROOT}){', with MKL on its Intel kernels as `nas` runs it' if shim else ''}; "
           "confirm protocol, 1 thread, whole job")
     for arch in a.archs:

@@ -1,5 +1,6 @@
 """The exact shortcuts the blocks take on tiny maps (1x1 conv outputs, one-token attention) give the same
-values and gradients as the plain ops, and traced runs (fvcore's count) keep the plain ops."""
+values and gradients as the plain ops, and traced runs (fvcore's count) keep the plain ops; evaluation with
+BatchNorm folded into the convolutions gives the plain model's outputs and leaves the model as it was."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.blocks.attention import MultiHeadSelfAttention
-from nas.blocks.common import Conv2d
+from nas.blocks.common import Conv2d, batchnorm_folded
 from nas.builder import build_model
 from nas.madds import count_madds
 from nas.profile import fvcore_profile
@@ -86,3 +87,47 @@ def test_mobilevit_xxs_at_32px_takes_the_shortcuts_and_counts_nominal_madds(monk
     assert 1 in out_sizes  # convs with a 1x1 output ran (through the shortcut)
     assert len(sdpa_calls) == 2  # layer3's two layers (4 patches); layers 4-5 are one patch each
     assert fvcore_profile(model, 32).madds == count_madds(cfg, 32) - (1000 - 10) * 320
+
+
+@pytest.mark.parametrize("name", ["mobilevit_xxs", "mobile_former_26m", "mobilevitv3_050"])
+def test_batchnorm_folded_evaluation_equals_the_plain_model_and_puts_it_back(name):
+    """Folded, the network computes its eval-mode outputs to float rounding (grouped convs and shuffles of
+    Mobile-Former-26M, v3 fusion, 1x1-output convs at 32 px included), and on exit, also after an error, it has
+    its modules, parameters and statistics back and trains as before."""
+    from torch import nn
+
+    from nas.train.loop import _metrics, evaluate_metrics
+    from nas.train.pipeline import PreparedData
+
+    torch.manual_seed(0)
+    model = build_model(get_variant(name), num_classes=10, input_size=32).to(memory_format=torch.channels_last)
+    with torch.no_grad():  # running statistics away from their (0, 1) start
+        model(torch.randn(16, 3, 32, 32).contiguous(memory_format=torch.channels_last) * 3 + 1)
+    model.eval()
+    x = torch.randn(6, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    layout = [(n, type(m)) for n, m in model.named_modules()]
+    bns = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    with torch.no_grad():
+        ref = model(x)
+        with batchnorm_folded(model):
+            assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) < bns / 4  # folded, nearly all
+            out = model(x)
+        with pytest.raises(ZeroDivisionError), batchnorm_folded(model):
+            raise ZeroDivisionError
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    assert [(n, type(m)) for n, m in model.named_modules()] == layout
+    assert model.state_dict().keys() == state.keys()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    # the trainer's evaluation (folded) against the same loop over the plain modules
+    imgs = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (40,))
+    prep = PreparedData(train_x=imgs, train_y=labels, val_x=imgs, val_y=labels, test_x=None, test_y=None,
+                        mean=torch.full((1, 3, 1, 1), 120.0), std=torch.full((1, 3, 1, 1), 60.0))
+    top1, loss = evaluate_metrics(model, imgs, labels, prep, batch_size=16)
+    top1_plain, loss_plain = _metrics(model, imgs, labels, prep, batch_size=16)
+    assert top1 == top1_plain and loss == pytest.approx(loss_plain, rel=1e-5)
+    # and it trains afterwards: batch statistics again, gradients for every BatchNorm
+    model.train()
+    model(x).sum().backward()
+    assert all(m.weight.grad is not None for m in model.modules() if isinstance(m, nn.BatchNorm2d))

@@ -150,12 +150,28 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedD
     return evaluate_metrics(model, x, y, prep, batch_size=batch_size, runtime=runtime)[0]
 
 
-@torch.inference_mode()  # ~13% faster than no_grad on CPU for these networks (BENCHMARKS.md)
+def eval_batch_size(train_batch: int) -> int:
+    """The evaluation batch for a protocol's training batch: 2x it, at least 64. Results do not depend on it
+    (eval-mode BatchNorm); at 64 rather than 32, Mobile-Former-151M evaluates 1.15-1.2x as fast and
+    MobileViT-XS as fast (BENCHMARKS.md, "Evaluation: BatchNorm folded, batch 64")."""
+    return max(64, 2 * train_batch)
+
+
 def evaluate_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedData, *,
                      batch_size: int, runtime: Runtime | None = None) -> tuple[float, float]:
-    """(top-1 in percent, mean cross-entropy) of `model` on uint8 images `x` and labels `y`."""
-    rt = Runtime.of(runtime)
+    """(top-1 in percent, mean cross-entropy) of `model` on uint8 images `x` and labels `y`, in eval mode,
+    with its conv-BatchNorm pairs folded for the duration (`nas.blocks.common.batchnorm_folded`)."""
+    from nas.blocks.common import batchnorm_folded
+
     model.eval()
+    with batchnorm_folded(model):
+        return _metrics(model, x, y, prep, batch_size=batch_size, runtime=runtime)
+
+
+@torch.inference_mode()  # ~13% faster than no_grad on CPU for these networks (BENCHMARKS.md)
+def _metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedData, *,
+             batch_size: int, runtime: Runtime | None = None) -> tuple[float, float]:
+    rt = Runtime.of(runtime)
     correct, loss = 0, 0.0
     for i in range(0, len(x), batch_size):
         xb = rt.inputs(normalize(x[i:i + batch_size], prep))
@@ -224,7 +240,8 @@ def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: Prox
             result.params = count_params(model)
             _train(model, prep, proxy, report, result, t_start, rt)
             if final and result.status == "completed":
-                result.test_top1 = evaluate(model, prep.test_x, prep.test_y, prep, batch_size=2 * proxy.batch_size,
+                result.test_top1 = evaluate(model, prep.test_x, prep.test_y, prep,
+                                            batch_size=eval_batch_size(proxy.batch_size),
                                             runtime=rt)
         except NonFiniteLoss as e:
             result.status = "nan"
@@ -276,7 +293,8 @@ def _train(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, report: Rep
         loss = train_epoch(model, prep, proxy, opt, crit, gen, epoch=epoch, runtime=runtime)
         dt = time.perf_counter() - t0
         train_time += dt
-        val, val_loss = evaluate_metrics(model, prep.val_x, prep.val_y, prep, batch_size=2 * bs, runtime=runtime)
+        val, val_loss = evaluate_metrics(model, prep.val_x, prep.val_y, prep, batch_size=eval_batch_size(bs),
+                                         runtime=runtime)
         metrics = {"epoch": epoch, "train_loss": loss, "val_top1": val, "val_loss": val_loss,
                    "images_per_s": steps * bs / dt,
                    "elapsed_s": time.perf_counter() - t_start}
