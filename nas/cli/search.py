@@ -250,7 +250,7 @@ def print_start(st: Any) -> None:
         print(f"baseline {name}: reused the cached result ({acc:.2f}%)", flush=True)
     print(f"run folder {st.run_dir}  (optuna-dashboard {st.run_dir / 'optuna.db'})", flush=True)
     if st.dashboard is not None:
-        print(f"dashboard  {st.dashboard}  (rewritten after every job)", flush=True)
+        print(f"dashboard  {st.dashboard}  (rewritten as jobs finish, at most every 20 s, and at the end)", flush=True)
     r = st.resources
     gpu = f" + {r.gpus_per_trial:g} GPU" if r.gpus_per_trial else ""
     if st.supernet is not None:

@@ -250,14 +250,18 @@ class RunRecorder:
             return get_variant(str(r["name"]))
         return replay(params_from_row(r, self.plan.space), self.plan.space)
 
-    # a one-shot search finishes a job every second or two: its dashboard is rewritten at most this often
-    # (and at the end of each stage), not after every job
+    # The dashboard is rewritten as jobs finish, at most this often, and at the end of each stage. A rewrite
+    # takes 0.2-0.3 s of the driver's CPU (2 s the first time with data), on the cores the jobs train on, and
+    # holds up Ray Tune's loop meanwhile (BENCHMARKS.md, "The search stage's fixed costs"). A one-shot search
+    # finishes a job every second or two.
+    DASHBOARD_EVERY_S = 20.0
     ONESHOT_DASHBOARD_EVERY_S = 60.0
 
     def refresh_dashboard(self, *, force: bool = True) -> None:
         if self.dashboard is None or self._viz_failed:
             return
-        if not force and self.plan.oneshot and time.time() - self._dashboard_at < self.ONESHOT_DASHBOARD_EVERY_S:
+        every = self.ONESHOT_DASHBOARD_EVERY_S if self.plan.oneshot else self.DASHBOARD_EVERY_S
+        if not force and time.time() - self._dashboard_at < every:
             return
         self._dashboard_at = time.time()
         try:
