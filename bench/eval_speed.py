@@ -3,7 +3,9 @@ confirm protocol, scored once each in a fresh process after 20 training steps, u
 
 - ``plain``: eval-mode modules at batch 32 (2x the training batch), as before 2026-12-05;
 - ``fold32``: the conv-BatchNorm pairs folded (`nas.blocks.common.batchnorm_folded`), batch 32;
-- ``now``: what `nas.train.evaluate_metrics` does: folded, batch `eval_batch_size(16)` = 64.
+- ``fold64``: folded, batch 64;
+- ``now``: what `nas.train.evaluate_metrics` does: folded, from batch `eval_batch_size(16)` = 32 grown on the
+  CPU while the largest activation map of the batch fits 16 MiB (`nas.train.loop.cpu_eval_batch`).
 
     .venv/bin/python bench/eval_speed.py [--archs mobile_former_151m mobilevit_xs] [--rounds 2]
 
@@ -29,7 +31,8 @@ torch.set_num_threads(1)
 from torch import nn
 from nas.data import load_dataset
 from nas.train import load_proxy, train_step
-from nas.train.loop import _model, _runtime, _metrics, eval_batch_size, evaluate_metrics, make_optimizer
+from nas.blocks.common import batchnorm_folded
+from nas.train.loop import _model, _runtime, _metrics, cpu_eval_batch, eval_batch_size, evaluate_metrics, make_optimizer
 from nas.train.pipeline import prepare_data, train_batch
 from nas.variants import resolve_arch
 arch, mode = sys.argv[1], sys.argv[2]
@@ -45,13 +48,18 @@ with rt.applied():
     out = {}
     for name, x, y in (("val", prep.val_x, prep.val_y), ("test", prep.test_x, prep.test_y)):
         t = time.perf_counter()
+        model.eval()
         if mode == "plain":
-            model.eval()
-            r = _metrics(model, x, y, prep, batch_size=32, runtime=rt)
+            r = _metrics(model, x, y, prep, batch_size=32, runtime=rt, grow=False)
+        elif mode in ("fold32", "fold64"):
+            with batchnorm_folded(model):
+                r = _metrics(model, x, y, prep, batch_size=int(mode[4:]), runtime=rt, grow=False)
         else:
-            r = evaluate_metrics(model, x, y, prep, batch_size=32 if mode == "fold32" else eval_batch_size(16),
-                                 runtime=rt)
+            r = evaluate_metrics(model, x, y, prep, batch_size=eval_batch_size(16), runtime=rt)
         out[name + "_s"] = time.perf_counter() - t
+    with batchnorm_folded(model), torch.inference_mode():
+        from nas.train.pipeline import normalize
+        out["now_batch"] = cpu_eval_batch(model, rt.inputs(normalize(prep.val_x[:1], prep)), eval_batch_size(16))
     out["test_top1"], out["test_loss"] = r
 print(json.dumps(out))
 """
@@ -69,11 +77,12 @@ def main() -> None:
     print(f"load before: {open('/proc/loadavg').read().split()[:3]}")
     for arch in a.archs:
         for rnd in range(a.rounds):
-            for mode in ("plain", "fold32", "now"):
+            for mode in ("plain", "fold32", "fold64", "now"):
                 r = json.loads(subprocess.run([sys.executable, "-c", JOB, arch, mode], env=env, cwd=ROOT, check=True,
                                               capture_output=True, text=True).stdout.strip().splitlines()[-1])
                 print(f"{arch:<20} round {rnd + 1} {mode:<7} val {r['val_s']:.2f} s  test {r['test_s']:.2f} s  "
-                      f"both {r['val_s'] + r['test_s']:.2f} s  test top-1 {r['test_top1']} loss {r['test_loss']:.6f}",
+                      f"both {r['val_s'] + r['test_s']:.2f} s  test top-1 {r['test_top1']} loss {r['test_loss']:.6f}"
+                      + (f"  (batch {r['now_batch']})" if mode == "now" else ""),
                       flush=True)
     print(f"load after: {open('/proc/loadavg').read().split()[:3]}")
 

@@ -125,9 +125,25 @@ def test_batchnorm_folded_evaluation_equals_the_plain_model_and_puts_it_back(nam
     prep = PreparedData(train_x=imgs, train_y=labels, val_x=imgs, val_y=labels, test_x=None, test_y=None,
                         mean=torch.full((1, 3, 1, 1), 120.0), std=torch.full((1, 3, 1, 1), 60.0))
     top1, loss = evaluate_metrics(model, imgs, labels, prep, batch_size=16)
-    top1_plain, loss_plain = _metrics(model, imgs, labels, prep, batch_size=16)
+    top1_plain, loss_plain = _metrics(model, imgs, labels, prep, batch_size=16, grow=False)
     assert top1 == top1_plain and loss == pytest.approx(loss_plain, rel=1e-5)
     # and it trains afterwards: batch statistics again, gradients for every BatchNorm
     model.train()
     model(x).sum().backward()
     assert all(m.weight.grad is not None for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+@pytest.mark.parametrize(("channels", "expect"), [(8, 128), (128, 32), (512, 16)])
+def test_cpu_evaluation_batch_grows_while_the_largest_activation_fits(channels, expect):
+    """From a requested 16: a 32x32 map of 8 channels (32 KiB an image) grows to the cap of 128; of 128 channels
+    (512 KiB) to 32, the most whose maps fit 16 MiB; of 512 channels (2 MiB) it stays 16. The probe leaves no
+    hook behind."""
+    from torch import nn
+
+    from nas.train.loop import EVAL_ACTIVATION_BYTES, MAX_EVAL_BATCH, cpu_eval_batch
+
+    assert (EVAL_ACTIVATION_BYTES, MAX_EVAL_BATCH) == (16 * 2**20, 128)
+    model = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1)).eval()
+    with torch.no_grad():
+        assert cpu_eval_batch(model, torch.randn(1, 3, 32, 32), 16) == expect
+    assert all(not m._forward_hooks for m in model.modules())

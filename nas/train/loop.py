@@ -151,16 +151,46 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedD
 
 
 def eval_batch_size(train_batch: int) -> int:
-    """The evaluation batch for a protocol's training batch: 2x it, at least 64. Results do not depend on it
-    (eval-mode BatchNorm); at 64 rather than 32, Mobile-Former-151M evaluates 1.15-1.2x as fast and
-    MobileViT-XS as fast (BENCHMARKS.md, "Evaluation: BatchNorm folded, batch 64")."""
-    return max(64, 2 * train_batch)
+    """The evaluation batch a protocol asks for: 2x its training batch. On the CPU, `evaluate_metrics` grows it
+    where the network's activations allow (`cpu_eval_batch`); results do not depend on it (eval-mode BatchNorm)."""
+    return 2 * train_batch
+
+
+# CPU evaluation batches grow (doubling, up to MAX_EVAL_BATCH) while the network's largest activation map for
+# the whole batch stays within EVAL_ACTIVATION_BYTES, half of this 2-core EPYC's 32 MiB L3 cache. There, at batch
+# 64 rather than 32, Mobile-Former-151M (96 KiB maps an image at 32 px) evaluated 1.1-1.2x as fast and
+# MobileViT-XS (512 KiB maps) 0.8-0.85x (bench/eval_speed.py; BENCHMARKS.md, "Evaluation").
+EVAL_ACTIVATION_BYTES = 16 * 2**20
+MAX_EVAL_BATCH = 128
+
+
+def cpu_eval_batch(model: nn.Module, sample: torch.Tensor, batch_size: int) -> int:
+    """`batch_size`, doubled while the largest output of any leaf module of `model` for one image (`sample`,
+    a prepared [1, C, H, W] input, run once) times the batch fits EVAL_ACTIVATION_BYTES, up to MAX_EVAL_BATCH."""
+    largest = 0
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        nonlocal largest
+        if isinstance(out, torch.Tensor):
+            largest = max(largest, out.numel() * out.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if next(m.children(), None) is None]
+    try:
+        model(sample)
+    finally:
+        for h in handles:
+            h.remove()
+    b = batch_size
+    while 2 * b <= MAX_EVAL_BATCH and 2 * b * largest <= EVAL_ACTIVATION_BYTES:
+        b *= 2
+    return b
 
 
 def evaluate_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedData, *,
                      batch_size: int, runtime: Runtime | None = None) -> tuple[float, float]:
     """(top-1 in percent, mean cross-entropy) of `model` on uint8 images `x` and labels `y`, in eval mode,
-    with its conv-BatchNorm pairs folded for the duration (`nas.blocks.common.batchnorm_folded`)."""
+    with its conv-BatchNorm pairs folded for the duration (`nas.blocks.common.batchnorm_folded`), in batches of
+    `batch_size` (on the CPU grown where the activations allow, `cpu_eval_batch`)."""
     from nas.blocks.common import batchnorm_folded
 
     model.eval()
@@ -170,8 +200,11 @@ def evaluate_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: P
 
 @torch.inference_mode()  # ~13% faster than no_grad on CPU for these networks (BENCHMARKS.md)
 def _metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedData, *,
-             batch_size: int, runtime: Runtime | None = None) -> tuple[float, float]:
+             batch_size: int, runtime: Runtime | None = None, grow: bool = True) -> tuple[float, float]:
     rt = Runtime.of(runtime)
+    if grow and x.device.type == "cpu" and len(x) > batch_size:
+        with rt.autocast(x.device.type):
+            batch_size = cpu_eval_batch(model, rt.inputs(normalize(x[:1], prep)), batch_size)
     correct, loss = 0, 0.0
     for i in range(0, len(x), batch_size):
         xb = rt.inputs(normalize(x[i:i + batch_size], prep))
