@@ -76,7 +76,8 @@ def batchnorm_folded(model: nn.Module) -> Iterator[nn.Module]:
     BatchNorm folded in (weight * g / sqrt(v + eps), bias b - m * g / sqrt(v + eps), torch's
     `fuse_conv_bn_eval`): the same function to float rounding, minus one pass over each output map. The
     original modules are put back on exit, also on error. Evaluation only: training needs batch statistics.
-    Evaluating MobileViT-XS and Mobile-Former-151M this way is 1.07-1.14x as fast (BENCHMARKS.md)."""
+    MobileViT-XS evaluates about 1.15x as fast this way; Mobile-Former-151M, whose large maps are few, about as
+    fast (bench/eval_speed.py, BENCHMARKS.md)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     swapped: list[tuple[ConvBNAct, nn.Module, nn.Module]] = []
