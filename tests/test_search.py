@@ -155,6 +155,17 @@ def test_headline_only_needs_a_rung_to_climb(tmp_path, capsys):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 2, err
 
 
+def test_a_bad_top_rung_names_both_spellings_of_its_flag():
+    from nas.errors import ConfigError
+    from nas.search.ladder import top_steps
+
+    with pytest.raises(ConfigError, match=r"--top-steps \(--steps\) -5 is invalid"):
+        top_steps(128, -5)
+    with pytest.raises(ConfigError, match=r"--top-steps \(--steps\) 100 is not longer than the first rung"):
+        top_steps(128, 100)
+    assert top_steps(128, None) == 512 and top_steps(128, 0) == 0
+
+
 def test_negative_budget_gets_the_budgets_own_error(capsys):
     code, err = _cli(["search", "--budget", "-5M"], capsys)
     assert code == 2 and "budget" in err and "fix:" in err and "usage:" not in err

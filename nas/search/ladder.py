@@ -51,10 +51,10 @@ def top_steps(first_steps: int, requested: int | None) -> int:
     if requested is None:
         return max(TOP_FACTOR * first_steps, MIN_TOP_STEPS)
     if not isinstance(requested, int) or isinstance(requested, bool) or requested < 0:
-        raise ConfigError(f"--top-steps {requested!r} is invalid",
+        raise ConfigError(f"--top-steps (--steps) {requested!r} is invalid",
                           "an integer number of optimizer steps (0: no top rung)")
     if 0 < requested <= first_steps:
-        raise ConfigError(f"--top-steps {requested} is not longer than the first rung ({first_steps} steps)",
+        raise ConfigError(f"--top-steps (--steps) {requested} is not longer than the first rung ({first_steps} steps)",
                           f"pass more steps, e.g. --top-steps {max(TOP_FACTOR * first_steps, MIN_TOP_STEPS)}")
     return requested
 
