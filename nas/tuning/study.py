@@ -3,6 +3,7 @@ samplers, the budget constraint, and the resume bookkeeping of a killed search. 
 
 from __future__ import annotations
 
+import sqlite3
 import warnings
 from typing import Any
 
@@ -52,10 +53,31 @@ def directions(objective: str) -> list[str]:
     return ["maximize"] if objective == "top1" else ["maximize", "minimize"]
 
 
+def engine_kwargs(storage_url: str) -> dict[str, Any]:
+    """SQLAlchemy engine arguments for the run's storage. A sqlite file is opened in write-ahead-log mode with
+    synchronous=NORMAL: each `suggest_*` and `tell` is a transaction, and the default rollback journal syncs
+    every one to disk; in WAL mode ask/tell cycles ran 2.1x as fast here (BENCHMARKS.md, "One-shot at 10x,
+    again"). A process killed at any point loses nothing committed (an OS crash can lose the last
+    transactions); the mode is kept in the file, so `optuna-dashboard` and a resume read it as usual. WAL
+    needs a local file system, as sqlite's locking does anyway."""
+    prefix = "sqlite:///"
+    if not storage_url.startswith(prefix):
+        return {"connect_args": {"timeout": 30}}
+    path = storage_url[len(prefix):]
+
+    def connect() -> sqlite3.Connection:
+        con = sqlite3.connect(path, timeout=30, check_same_thread=False)  # SQLAlchemy's pool hands it around
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        return con
+
+    return {"creator": connect}
+
+
 def open_study(storage_url: str, study_name: str, *, objective: str, sampler: optuna.samplers.BaseSampler
                ) -> optuna.Study:
     """The run's study (created on the first call, loaded on a resume) in its sqlite storage."""
-    storage = optuna.storages.RDBStorage(storage_url, engine_kwargs={"connect_args": {"timeout": 30}})
+    storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=engine_kwargs(storage_url))
     return optuna.create_study(storage=storage, sampler=sampler, pruner=optuna.pruners.NopPruner(),
                                study_name=study_name, load_if_exists=True, directions=directions(objective))
 
