@@ -252,8 +252,8 @@ class RunRecorder:
 
     # The dashboard is rewritten as jobs finish, at most this often, and at the end of each stage. A rewrite
     # takes 0.2-0.3 s of the driver's CPU (2 s the first time with data), on the cores the jobs train on, and
-    # holds up Ray Tune's loop meanwhile (BENCHMARKS.md, "Evaluation, a fused BatchNorm kernel, the driver..."). A one-shot search
-    # finishes a job every second or two.
+    # holds up Ray Tune's loop meanwhile (BENCHMARKS.md, "Evaluation, a fused BatchNorm kernel, the
+    # driver..."). A one-shot search finishes a job every second or two.
     DASHBOARD_EVERY_S = 20.0
     ONESHOT_DASHBOARD_EVERY_S = 60.0
 
