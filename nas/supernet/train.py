@@ -25,6 +25,7 @@ from nas.results import atomic_write
 from nas.supernet.sampling import BandPool, band_pool
 from nas.supernet.shared import Supernet
 from nas.train.loop import optimizer_for
+from nas.train.optim import Optimizer
 
 CHECKPOINT = "supernet.pt"  # weights, optimizer, step, history: what --resume reads
 WEIGHTS = "weights.pt"  # the finished supernet's weights alone: what scorers and extract read
@@ -92,7 +93,7 @@ class SandwichLoss(nn.Module):
         return total
 
 
-def make_supernet_optimizer(net: Supernet, proxy: Any) -> torch.optim.Optimizer:
+def make_supernet_optimizer(net: Supernet, proxy: Any) -> Optimizer:
     """The protocol's optimizer over the shared tensors; norms, biases and global tokens get no decay."""
     decay, no_decay = [], []
     for k in net.keys:

@@ -30,6 +30,7 @@ from nas.config import ArchConfig
 from nas.data import ImageData, load_dataset
 from nas.errors import ConfigError
 from nas.runtime import Runtime
+from nas.train.optim import AdamW, Optimizer
 from nas.train.pipeline import PreparedData, normalize, prepare_data, train_batch
 from nas.train.protocol import ProxyConfig, load_proxy
 
@@ -75,7 +76,7 @@ def lr_at(step: int, *, total: int, warmup: int, base: float) -> float:
     return 0.5 * base * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
-def make_optimizer(model: nn.Module, proxy: ProxyConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, proxy: ProxyConfig) -> Optimizer:
     """The protocol's fused optimizer; biases, norms and global tokens get no weight decay."""
     decay, no_decay = [], []
     for p in model.parameters():
@@ -84,16 +85,18 @@ def make_optimizer(model: nn.Module, proxy: ProxyConfig) -> torch.optim.Optimize
     return optimizer_for(decay, no_decay, proxy)
 
 
-def optimizer_for(decay: list[torch.Tensor], no_decay: list[torch.Tensor], proxy: ProxyConfig) -> torch.optim.Optimizer:
+def optimizer_for(decay: list[torch.Tensor], no_decay: list[torch.Tensor], proxy: ProxyConfig) -> Optimizer:
     """The protocol's fused optimizer over two groups: `decay` with the protocol's weight decay, `no_decay`
     without (the supernet's shared tensors use it too)."""
     groups = [{"params": decay, "weight_decay": proxy.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # fused: one kernel for all parameters (about 6x faster steps than the per-tensor loop on CPU for
-    # these many-small-tensor networks).
+    # these many-small-tensor networks). AdamW is `nas.train.optim.AdamW`, torch's fused kernel without
+    # torch.optim's wrappers (which import torch._dynamo, ~1.1 s a process); SGD, which no shipped protocol
+    # uses, is torch.optim's.
     if proxy.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=proxy.lr, momentum=proxy.momentum, nesterov=proxy.momentum > 0,
                                fused=True)
-    return torch.optim.AdamW(groups, lr=proxy.lr, betas=(proxy.momentum, 0.999), fused=True)
+    return AdamW(groups, lr=proxy.lr, betas=(proxy.momentum, 0.999))
 
 
 def epoch_shape(prep: PreparedData, proxy: ProxyConfig) -> tuple[int, int]:
@@ -103,7 +106,7 @@ def epoch_shape(prep: PreparedData, proxy: ProxyConfig) -> tuple[int, int]:
     return bs, max(1, n // bs)
 
 
-def train_step(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, opt: torch.optim.Optimizer,
+def train_step(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, opt: Optimizer,
                crit: nn.Module, *, lr: float | None = None, runtime: Runtime | None = None) -> torch.Tensor:
     """One optimizer step on a prepared batch (see `train_batch`) at `lr` (None: the optimizer's as is);
     returns the detached loss. Autocast as `runtime` says (default: bf16 on CUDA, fp32 elsewhere)."""
@@ -119,7 +122,7 @@ def train_step(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, opt: torch.
     return loss.detach()
 
 
-def train_epoch(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, opt: torch.optim.Optimizer,
+def train_epoch(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, opt: Optimizer,
                 crit: nn.Module, generator: torch.Generator, *, epoch: int, runtime: Runtime | None = None) -> float:
     """Train 1-based `epoch` of the protocol (one seeded permutation of the training images, the learning
     rate of each step from `lr_at`) and return its mean training loss; NonFiniteLoss if it diverges."""
