@@ -177,6 +177,19 @@ def test_oneshot_search_end_to_end_with_confirmation_and_extract(work, tmp_path)
     refused = search.loc[~search["status"].isin(["completed", "failed"]), "madds_m"]
     assert len(refused) and ((refused > 3) | (refused < 1.5)).all()  # the band [1.5M, 3M]: never scored
     assert search.loc[search["status"] == "completed", "val_top1"].between(0, 100).all()
+    # the scorer reports each subnet's parameters (the driver builds no network for them): the network's own count
+    from nas.builder import build_model, count_params
+    from nas.search.folder import params_from_row
+    from nas.space import load_space, replay
+
+    space = load_space(TINY)
+    for row in search[search["status"] == "completed"].head(3).to_dict("records"):
+        net = build_model(replay(params_from_row(row, space), space), num_classes=10, in_chans=1)
+        assert row["params_m"] == pytest.approx(count_params(net) / 1e6, abs=1e-9), row["trial"]
+    # the front and its variants, written at most every few seconds while scores arrive, hold at the stage's end
+    front = set(pd.read_csv(run / "pareto.csv")["trial"].astype(str))
+    assert front and all((run / "variants" / f"{t}.yaml").is_file() for t in front)
+    assert front <= set(df.loc[df["config_path"] != "", "trial"].astype(str))
     conf = df[df["stage"] == "confirm"]
     assert len(conf) >= 2 and conf["status"].eq("completed").all() and set(conf["seed"]) == {0, 1}
     cfg = pd.read_csv(run / "confirmed.csv")

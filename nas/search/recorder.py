@@ -71,6 +71,8 @@ class RunRecorder:
         self._params_m: dict[str, float] = {}
         self._viz_failed = False
         self._dashboard_at = 0.0
+        self._derived_at = 0.0  # when the front and the files derived from it were last written
+        self._front: Any = None
         self.keep_variants: set[str] = set()  # confirmed trials keep their variants/<trial>.yaml
         self.confirm_proxy: Any = None  # the confirm protocol, once the confirm stage runs
         self.rung_proxies: dict[str, Any] = {}  # higher rungs of the ladder: stage -> protocol
@@ -91,7 +93,8 @@ class RunRecorder:
         return None
 
     # -- rows ----------------------------------------------------------------------------------------
-    def base_row(self, job: TrialJob) -> dict[str, Any]:
+    def base_row(self, job: TrialJob, params_m: float | None = None) -> dict[str, Any]:
+        """The row's fields known before a result; `params_m` where the job reported it (else counted here)."""
         p = self.plan
         arch = arch_of_job(job, p.space)
         published = knobs = None
@@ -103,7 +106,7 @@ class RunRecorder:
         else:
             knobs = knob_values(job.params, p.space)
             rebuild = f"nas export {p.run_dir} {job.trial}"
-        row = R.job_row(job.to_config(), summary=arch_summary(arch), params_m=self._count_params(arch),
+        row = R.job_row(job.to_config(), summary=arch_summary(arch), params_m=params_m or self._count_params(arch),
                         budget_m=p.budget_m, proxy_hash=p.proxy.hash, dataset=p.dataset.name, knobs=knobs,
                         published=published, rebuild_cmd=rebuild)
         row["family"] = job.family or arch.family
@@ -146,19 +149,26 @@ class RunRecorder:
         side = "over the budget" if prop.status == "over_budget" else f"under the band floor {self.plan.min_budget:g}x"
         why = f"{format_madds(prop.madds)} MAdds is {side} ({format_madds(self.plan.budget)}); not trained"
         row = R.refused_row(self.base_row(job), why=why, at=now())
+        row["config_path"] = ""  # never on the front: nothing else the full flush derives changes
         self.rows[job.key] = row
-        self.flush(quiet=True)
+        self.write_rows()
 
     def on_finished(self, cfg: dict[str, Any], result: dict[str, Any] | None, error: bool) -> None:
         job = TrialJob.from_config(cfg)
         proxy = self.proxy_for(job.stage)
-        row = R.finished_row(self.base_row(job), result, error=error, epochs=int(proxy.epochs), at=now())
+        # a job that reports its network's parameters (trainings, one-shot scores) saves the driver a build
+        row = R.finished_row(self.base_row(job, params_m=(result or {}).get("params_m") or None), result,
+                             error=error, epochs=int(proxy.epochs), at=now())
         row["proxy_hash"] = proxy.hash
         self.rows[job.key] = row
         if job.kind == "baseline" and row["status"] == "completed":
             if not (self.plan.oneshot and job.stage == "search"):  # inherited-weight scores are not trainings
                 self.cache.put(row)
         self.finished_here += 1
+        if self.plan.oneshot and job.stage == "search" and self._front is not None \
+                and time.time() - self._derived_at < self.ONESHOT_DERIVED_EVERY_S:
+            self.on_progress(self.progress(self.write_rows(), self._front))
+            return
         self.flush()
 
     def on_error(self, cfg: dict[str, Any], message: str) -> None:
@@ -181,6 +191,21 @@ class RunRecorder:
         import pandas as pd
 
         return R.normalize_trials(pd.DataFrame(list(self.rows.values()))) if self.rows else R.empty_trials()
+
+    # A one-shot search stage scores an architecture every half second or so. There each result's row is written
+    # at once (trials.parquet and trials.csv: a kill loses nothing), but the front, its variants' YAML files and
+    # pareto.csv, which derive from the rows, at most this often and at the stage's end (and a resume derives
+    # them again). A full flush took 58 ms of the driver's CPU a result in a default one-shot stage, the rows
+    # alone 17 ms, on the cores the scoring workers use (BENCHMARKS.md, "One-shot: the driver's CPU").
+    ONESHOT_DERIVED_EVERY_S = 5.0
+
+    def write_rows(self) -> Any:
+        """Write trials.parquet and trials.csv alone and return the rows as written: for a row that moves neither
+        the front, the variants nor the confirmation (a refused proposal), or between a one-shot stage's full
+        flushes."""
+        import pandas as pd
+
+        return R.write_trials(self.plan.run_dir, pd.DataFrame(list(self.rows.values())))
 
     def flush(self, *, quiet: bool = False) -> tuple[Any, Any]:
         """Write the rows and what derives from them; (the rows as written, the search front)."""
@@ -207,6 +232,7 @@ class RunRecorder:
 
         df = R.write_trials(d, pd.DataFrame(list(self.rows.values())))  # normalized once, there
         self.write_confirmation(df, front)
+        self._front, self._derived_at = front, time.time()
         if not quiet:
             self.refresh_dashboard(force=False)
             self.on_progress(self.progress(df, front))

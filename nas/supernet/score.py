@@ -56,6 +56,16 @@ def score_subnet(net: Supernet, arch: ArchConfig, prep: Any, *, recalibrate: boo
     `nas.runtime.Runtime`) gives the memory format and precision (default channels_last, as the trainer runs:
     oneDNN's depthwise and 1x1 convolutions are faster in it); the subnet stays on the supernet's device and
     is never compiled (each one is scored once)."""
+    return score_and_count(net, arch, prep, recalibrate=recalibrate, calibration=calibration,
+                           batch_size=batch_size, runtime=runtime)[0]
+
+
+def score_and_count(net: Supernet, arch: ArchConfig, prep: Any, *, recalibrate: bool = True,
+                    calibration: torch.Tensor | None = None, batch_size: int = 128,
+                    runtime: Any = None) -> tuple[float, int]:
+    """`score_subnet`'s top-1 and the subnet's parameter count (the run's row needs it, and the subnet is
+    built here anyway: the driver need not build the network again to count it)."""
+    from nas.builder import count_params
     from nas.runtime import Runtime
     from nas.train import evaluate
 
@@ -65,7 +75,8 @@ def score_subnet(net: Supernet, arch: ArchConfig, prep: Any, *, recalibrate: boo
         with rt.autocast(prep.val_x.device.type):
             recalibrate_bn(model, rt.inputs(calibration if calibration is not None else calibration_batch(prep)),
                            batch_size=batch_size)
-    return evaluate(model, prep.val_x, prep.val_y, prep, batch_size=batch_size, runtime=rt)
+    top1 = evaluate(model, prep.val_x, prep.val_y, prep, batch_size=batch_size, runtime=rt)
+    return top1, count_params(model)
 
 
 _SCORER: dict[str, Any] = {}
@@ -115,9 +126,9 @@ def score_job(job: Any, report: Any, *, space: dict[str, Any], proxy: dict[str, 
     try:
         with rt.applied():
             net, prep, cal = scorer_state(supernet, proxy, data, calibration, images)
-            top1 = score_subnet(net, arch, prep, calibration=cal, runtime=rt)
+            top1, params = score_and_count(net, arch, prep, calibration=cal, runtime=rt)
         out = {"status": "completed", METRIC: top1, "best_val_top1": top1, "val_curve": json.dumps([top1]),
-               "error": ""}
+               "params_m": params / 1e6, "error": ""}
     except NasError as e:  # e.g. an architecture the supernet does not hold: recorded, the search goes on
         out = {"status": "failed", METRIC: None, "error": e.message[:2000], "val_curve": "[]"}
     except (RuntimeError, ValueError) as e:
