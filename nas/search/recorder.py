@@ -195,8 +195,9 @@ class RunRecorder:
     # A one-shot search stage scores an architecture every half second or so. There each result's row is written
     # at once (trials.parquet and trials.csv: a kill loses nothing), but the front, its variants' YAML files and
     # pareto.csv, which derive from the rows, at most this often and at the stage's end (and a resume derives
-    # them again). A full flush took 58 ms of the driver's CPU a result in a default one-shot stage, the rows
-    # alone 17 ms, on the cores the scoring workers use (BENCHMARKS.md, "One-shot: the driver's CPU").
+    # them again). A scored result cost the driver 112 ms of CPU with a full flush and the network built to count
+    # its parameters, 31 ms now, on the cores the scoring workers use (bench/driver_cpu.py; BENCHMARKS.md, "An
+    # optimizer without torch._dynamo, the one-shot driver's CPU...").
     ONESHOT_DERIVED_EVERY_S = 5.0
 
     def write_rows(self) -> Any:

@@ -5,7 +5,7 @@
 
 * torch.optim's `__init__`, `step`, `zero_grad` and `state_dict` go through its dynamo-disable wrappers,
   which import `torch._dynamo` on their first call: about 1.1 s of every process that trains, 6% of a
-  confirm-protocol job (BENCHMARKS.md, "An optimizer without torch._dynamo"). This class imports nothing.
+  confirm-protocol job (BENCHMARKS.md, "An optimizer without torch._dynamo"). This class never imports it.
 * torch keeps one step counter tensor per parameter and increments them one by one (490 additions a step
   for Mobile-Former-151M; `_foreach_add_` is a loop on the CPU). Here each group's counters are the
   elements of one vector, incremented by one op (by one indexed op where some parameters have no gradient,
