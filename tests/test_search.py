@@ -568,3 +568,22 @@ def test_ladder_top_rung_carries_the_verdict_and_climbs_further(tmp_path):
     h = pd.read_csv(run / "verdicts.csv").query("headline").iloc[0]
     assert (h["steps"], h["trial"], h["reference"], h["n"]) == (128, h96["trial"], h96["reference"], 3)
     assert h["rungs"].count(";") == 3 and "after 128 training steps" in r.stdout
+
+
+def test_the_summary_counts_reused_baselines_apart_and_rates_only_this_invocations_jobs(tmp_path):
+    """Baselines taken from the baseline cache are not "trained", and the architectures/min figure counts the
+    jobs this invocation ran (not rows kept from before a resume, nor reused ones) over its search-stage time."""
+    from nas import results as R
+    from nas.cli.search import summary_lines
+    from nas.search.loop import SearchOutcome
+
+    df = R.empty_trials()
+    out = SearchOutcome(run_dir=tmp_path, trials=df, pareto=R.compute_pareto(df), searched=12, baselines=0,
+                        reused=3, refused=14, wall_s=70.0, search_s=60.0, jobs_here=12)
+    first = summary_lines(out)[0]
+    assert first.startswith("12 searched + 0 baselines trained (3 more reused from results/.cache), 14 proposals")
+    assert first.endswith("(12.0 architectures/min)")
+    resumed = SearchOutcome(run_dir=tmp_path, trials=df, pareto=R.compute_pareto(df), searched=12, baselines=3,
+                            refused=14, wall_s=70.0, search_s=30.0, jobs_here=5)
+    first = summary_lines(resumed)[0]
+    assert "reused" not in first and first.endswith("(10.0 architectures/min)")

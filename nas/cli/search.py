@@ -350,10 +350,12 @@ def summary_lines(out: Any) -> list[str]:
     stages = (f"search stage {fmt_s(out.wall_s)}" + (f", confirm stage {fmt_s(c.wall_s)} ({c.trained} jobs trained, "
                                                      f"{c.cached} cached)" if c is not None else ""))
     how = "scored by inherited weights" if out.oneshot else "trained"
-    rate = (f" ({60 * (out.searched + out.baselines) / max(out.search_s, 1e-9):.1f} architectures/min)"
-            if out.search_s else "")
-    lines = [f"{out.searched} searched + {out.baselines} baselines {how}, {out.refused} proposals refused by the "
-             f"budget screen; {stages}{rate}" + ("  (interrupted)" if out.interrupted else "")]
+    # the rate counts what this invocation's jobs trained or scored, not rows kept from before a resume or reused
+    rate = (f" ({60 * out.jobs_here / max(out.search_s, 1e-9):.1f} architectures/min)"
+            if out.search_s and out.jobs_here else "")
+    reused = f" ({out.reused} more reused from results/.cache)" if out.reused else ""
+    lines = [f"{out.searched} searched + {out.baselines} baselines {how}{reused}, {out.refused} proposals refused by "
+             f"the budget screen; {stages}{rate}" + ("  (interrupted)" if out.interrupted else "")]
     conf = V.compute_confirmation(df)
     if not conf.empty:
         lines += confirmation_lines(conf, run_resolution(out.run_dir), out.run_dir)

@@ -33,6 +33,8 @@ class SearchOutcome:
     confirmation: Any = None
     oneshot: bool = False
     search_s: float = 0.0  # seconds the search stage's jobs ran (Ray start excluded)
+    reused: int = 0  # baselines taken from the baseline cache (not in `baselines`, which this run trained)
+    jobs_here: int = 0  # jobs this invocation's search stage finished (trained or scored), over search_s
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: i
     df = rec.frame()
     search = R.search_stage(df)
     return SearchOutcome(run_dir=d, trials=df, pareto=R.compute_pareto(df), searched=len(rec.trained("searched")),
-                         baselines=len(rec.trained("baseline")), refused=int((search["status"] == "over_budget").sum()),
+                         baselines=len(rec.trained("baseline")) - rec.reused(), reused=rec.reused(),
+                         refused=int((search["status"] == "over_budget").sum()),
                          wall_s=time.time() - t0, interrupted=interrupted, dashboard=dashboard, oneshot=plan.oneshot,
-                         search_s=search_s)
+                         search_s=search_s, jobs_here=rec.finished_here)

@@ -49,6 +49,10 @@ def finite(v: Any) -> bool:
         return False
 
 
+# The `error` note of a baseline row taken from the baseline cache instead of trained (`RunRecorder.add_cached`).
+REUSED_NOTE = "reused from results/.cache/baselines.parquet (same arch, protocol, seed, data and code)"
+
+
 class RunRecorder:
     """Keeps the rows of a run (keyed by trial, stage, seed) and writes them after every change."""
 
@@ -80,6 +84,10 @@ class RunRecorder:
     # -- queries -------------------------------------------------------------------------------------
     def trained(self, kind: str = "searched", stage: str = "search") -> list[dict[str, Any]]:
         return [r for r in self.rows.values() if r["kind"] == kind and r["stage"] == stage and r["status"] in R.TRAINED]
+
+    def reused(self, kind: str = "baseline", stage: str = "search") -> int:
+        """Rows of `kind` and `stage` taken from the baseline cache, not trained by this run."""
+        return sum(1 for r in self.trained(kind, stage) if r.get("error") == REUSED_NOTE)
 
     def is_trained(self, job: TrialJob) -> bool:
         r = self.rows.get(job.key)
@@ -183,7 +191,7 @@ class RunRecorder:
                   "params_m", "started_at", "finished_at", "error", "test_top1", "eval_set", "proxy_hash"):
             if k in cached:
                 row[k] = cached[k]
-        row["error"] = "reused from results/.cache/baselines.parquet (same arch, protocol, seed, data and code)"
+        row["error"] = REUSED_NOTE
         self.rows[job.key] = row
 
     # -- files ---------------------------------------------------------------------------------------
