@@ -157,8 +157,9 @@ def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: i
     rec.refresh_dashboard()
     df = rec.frame()
     search = R.search_stage(df)
+    reused = rec.reused()
     return SearchOutcome(run_dir=d, trials=df, pareto=R.compute_pareto(df), searched=len(rec.trained("searched")),
-                         baselines=len(rec.trained("baseline")) - rec.reused(), reused=rec.reused(),
+                         baselines=len(rec.trained("baseline")) - reused, reused=reused,
                          refused=int((search["status"] == "over_budget").sum()),
                          wall_s=time.time() - t0, interrupted=interrupted, dashboard=dashboard, oneshot=plan.oneshot,
                          search_s=search_s, jobs_here=rec.finished_here)

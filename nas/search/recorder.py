@@ -157,7 +157,6 @@ class RunRecorder:
         side = "over the budget" if prop.status == "over_budget" else f"under the band floor {self.plan.min_budget:g}x"
         why = f"{format_madds(prop.madds)} MAdds is {side} ({format_madds(self.plan.budget)}); not trained"
         row = R.refused_row(self.base_row(job), why=why, at=now())
-        row["config_path"] = ""  # never on the front: nothing else the full flush derives changes
         self.rows[job.key] = row
         self.write_rows()
 

@@ -96,18 +96,15 @@ class AdamW:
     def state_dict(self) -> dict[str, Any]:
         """torch.optim's layout: {"state": {index: {...}}, "param_groups": [{..., "params": [index, ...]}]}."""
         index: dict[int, int] = {}
-        groups = []
+        groups, state = [], {}
         for g in self.param_groups:
             packed = {k: v for k, v in g.items() if k != "params"}
             packed["params"] = [index.setdefault(id(p), len(index)) for p in g["params"]]
             groups.append(packed)
-        state = {}
-        for g in self.param_groups:
-            for p in g["params"]:
+            for p, i in zip(g["params"], packed["params"]):
                 s = self.state.get(p)
                 if s is not None:
-                    state[index[id(p)]] = {"step": s["step"].clone(), "exp_avg": s["exp_avg"],
-                                           "exp_avg_sq": s["exp_avg_sq"]}
+                    state[i] = {"step": s["step"].clone(), "exp_avg": s["exp_avg"], "exp_avg_sq": s["exp_avg_sq"]}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
