@@ -10,8 +10,9 @@ the digit (68.4, 64.2).
     .venv/bin/python bench/pair_climb.py bench/archs/default_run_t0012.yaml mobile_former_151m \\
         --steps 16384 --seeds 3 [--workers 2] [--out bench/pair_climb.jsonl]
 
-Each (architecture, seed, steps) job appends one JSON line to `--out` (resumable: finished jobs are skipped;
-kill it at any time). Jobs run seed by seed, so a stopped run leaves whole pairs. The summary gives A - B in
+Each (architecture, seed, steps) job appends one JSON line to `--out`. Kill it at any time: finished jobs are
+skipped, and a job in progress goes on from its checkpoint under results/pair_climb-checkpoints/ (saved
+between epochs, at most once a minute: `nas.train.checkpoint`; a 32,768-step job's epoch is 2,048 steps). Jobs run seed by seed, so a stopped run leaves whole pairs. The summary gives A - B in
 test top-1 points paired by seed with its 95% t interval (`nas.stats.paired_diff`, `diff_text`), and each
 job's wall time and the machine load when it started.
 
@@ -31,6 +32,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+CHECKPOINTS = HERE.parent / "results" / "pair_climb-checkpoints"
 
 
 def run_one(job: dict) -> dict:
@@ -47,8 +49,9 @@ def run_one(job: dict) -> dict:
     first = load_proxy("confirm")
     p = first if job["steps"] == first.steps else first.stretched(job["steps"], available=available_images(data, first))
     p = p.replace(seed=job["seed"])
-    r = train_arch(job["arch"], data, p, final=True, runtime=Runtime(threads=1))
-    return {**job, "status": r.status, "test_top1": r.test_top1, "val_top1": r.val_top1, "wall_s": r.wall_s,
+    ck = CHECKPOINTS / f"{Path(job['arch']).stem}-s{job['seed']}-{job['steps']}.pt"
+    r = train_arch(job["arch"], data, p, final=True, runtime=Runtime(threads=1), checkpoint=ck)
+    return {**job, "status": r.status, "resumed_after_epoch": r.resumed_after_epoch, "test_top1": r.test_top1, "val_top1": r.val_top1, "wall_s": r.wall_s,
             "train_images_per_s": r.train_images_per_s, "proxy_hash": p.hash, "epochs": p.epochs,
             "train_images": p.train_images, "load": load, "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
 

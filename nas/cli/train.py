@@ -5,6 +5,10 @@ YAML or a shipped protocol's name, --epochs / --seed override one field): a seed
 set, validation carved from the training set, the network built at the proxy resolution (stem at stride 1
 below 64 px). --final also scores the test split, which search never reads.
 
+A long job saves its state between epochs (at most once a minute) to the metrics path with .ckpt.pt for .json;
+killed, the same command resumes it after its last saved epoch, with the same result as an uninterrupted run.
+The file is removed when the job ends.
+
 Datasets (--data): fashion-mnist (default; `apt-get install dataset-fashion-mnist`), cifar10, cifar100
 (looked up under $NAS_DATA_DIR or ~/.cache/nas/data), or a directory (IDX files, CIFAR batches, or an
 ImageFolder train/<class>/*.png with val/ or test/).
@@ -65,11 +69,10 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and out.is_dir():
         raise ConfigError(f"--out {out} is a directory", "pass a file path such as metrics.json")
 
-    init = None
     if args.init is not None:  # read before the progress bar starts: a bad file gets its error line alone
         from nas.train.loop import read_weights
 
-        init = read_weights(args.init)
+        read_weights(args.init)
 
     bar = None
     if not args.no_progress:
@@ -81,10 +84,12 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.set_postfix(loss=f"{m['train_loss']:.3f}", val=f"{m['val_top1']:.1f}%",
                             ips=f"{m['images_per_s']:.0f}/s")
-            bar.update(1)
+            bar.update(m["epoch"] - bar.n)  # a resumed job starts past its checkpoint's epochs
 
+    ckpt = out.with_name(out.stem + ".ckpt.pt")  # a killed run of the same job resumes from it
     try:
-        result = train_arch(arch, data, proxy, report=report, final=args.final, init=init, runtime=runtime)
+        result = train_arch(arch, data, proxy, report=report, final=args.final,
+                            init=args.init, runtime=runtime, checkpoint=ckpt)
     finally:
         if bar is not None:
             bar.close()
@@ -102,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if args.final:
         line += f", test top-1 {_pct(result.test_top1)}"
     line += f", {result.train_images_per_s or 0:.0f} train img/s, {result.wall_s:.1f} s"
+    if result.resumed_after_epoch:
+        line += f" (resumed after epoch {result.resumed_after_epoch} of {proxy.epochs} from {ckpt})"
     print(line)
     if result.error:
         print(f"  {result.error}")

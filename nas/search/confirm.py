@@ -10,7 +10,8 @@ chosen on those first seeds: `nas.verdicts.headline`) gets the paired seeds that
 says its 95% interval needs to be within `width` points, at most `max_seeds` (`headline_jobs`): the claim
 the run leads with gets the seeds, the others keep `seeds` (BENCHMARKS.md, "The default run"). Each
 finished seed is a ``stage = confirm`` row the moment it ends; a resume
-trains only the (trial, seed) pairs that have no row yet. Baselines' confirm seeds are cached across runs
+trains only the (trial, seed) pairs that have no row yet, and a job killed mid-way goes on from its last
+checkpoint under the run's `checkpoints/` (saved between epochs, at most once a minute: `nas.train.checkpoint`). Baselines' confirm seeds are cached across runs
 like their search results (same architecture, protocol, seed, data and code).
 """
 
@@ -47,6 +48,7 @@ DEFAULT_TIME_BUDGET_S = DEFAULT_TIME_BUDGET_MIN * 60.0
 JOB_OVERHEAD_S = 3.0  # Ray's per-job start and report, beyond the job's own wall_s (measured ~2-3 s here)
 DEFAULT_PROTOCOL = "confirm"
 CONFIRM_FILE = "confirm.yaml"
+CHECKPOINT_DIR = "checkpoints"  # a running job's state between epochs: a killed run resumes its jobs mid-way
 
 
 @dataclass(frozen=True)
@@ -358,7 +360,8 @@ def run_confirm(plan: SearchPlan, opts: ConfirmOptions, *, resources: Resources,
             return tuning.run_jobs(todo, hooks, space=plan.space, proxy=rec.proxy_for(todo[0].stage).to_dict(),
                                    data=str(plan.opts.data) if plan.opts.data else plan.dataset.name,
                                    resources=resources, storage_path=d / "ray", on_error=rec.on_error,
-                                   on_start=rec.on_start, runtime=plan.runtime).interrupted
+                                   on_start=rec.on_start, runtime=plan.runtime,
+                                   checkpoint_dir=d / CHECKPOINT_DIR).interrupted
         except KeyboardInterrupt:
             return True
 

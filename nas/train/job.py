@@ -12,6 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from nas.jobs import TrialJob, arch_of_job
@@ -42,15 +43,22 @@ def job_base(job: TrialJob, arch_id: str) -> dict[str, Any]:
     return {"trial": job.trial, "stage": job.stage, "seed": job.seed, "madds_m": job.madds_m, "arch_id": arch_id}
 
 
+def checkpoint_file(checkpoint_dir: Path, job: TrialJob) -> Path:
+    """The checkpoint file of `job` under `checkpoint_dir` (`nas.train.checkpoint`)."""
+    return checkpoint_dir / f"{job.stage}-{job.trial}-s{job.seed}.pt"
+
+
 def _nanmax(xs: list[float]) -> float | None:
     ok = [x for x in xs if x == x]
     return max(ok) if ok else None
 
 
 def train_job(job: TrialJob, report: JobReport, *, space: dict[str, Any], proxy: dict[str, Any], data: str,
-              runtime: Any = None) -> None:
+              runtime: Any = None, checkpoint_dir: str | Path | None = None) -> None:
     """Train `job` (see the module docstring). `runtime` (a `nas.runtime.Runtime` or its dict) says where and
-    how: device, threads, memory format, precision. A job that raises is reported as failed, never raised."""
+    how: device, threads, memory format, precision. With `checkpoint_dir`, the job saves its state there between
+    epochs, in a file named after its stage, trial and seed, and a killed job resumes from it (`checkpoint_file`).
+    A job that raises is reported as failed, never raised."""
     from nas.runtime import Runtime
     from nas.train import proxy_from_dict, train_arch
 
@@ -77,7 +85,8 @@ def train_job(job: TrialJob, report: JobReport, *, space: dict[str, Any], proxy:
                 "best_val_top1": _nanmax(curve), "wall_s": time.time() - t0})
 
     try:
-        res = train_arch(arch, dataset(data), pc, report=on_epoch, final=job.evaluate_test, runtime=rt)
+        ck = None if checkpoint_dir is None else checkpoint_file(Path(checkpoint_dir), job)
+        res = train_arch(arch, dataset(data), pc, report=on_epoch, final=job.evaluate_test, runtime=rt, checkpoint=ck)
         out = {"status": res.status, METRIC: res.val_top1, "best_val_top1": res.best_val_top1,
                "epoch": res.epochs_run, "images_per_s": res.train_images_per_s, "wall_s": res.wall_s,
                "params_m": (res.params or 0) / 1e6, "error": res.error or "",
@@ -91,4 +100,4 @@ def train_job(job: TrialJob, report: JobReport, *, space: dict[str, Any], proxy:
     report({**base, **out, "final": True})
 
 
-__all__ = ["train_job", "dataset", "eval_set", "job_base", "METRIC"]
+__all__ = ["train_job", "checkpoint_file", "dataset", "eval_set", "job_base", "METRIC"]

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -33,6 +33,9 @@ from nas.runtime import Runtime
 from nas.train.optim import AdamW, Optimizer
 from nas.train.pipeline import PreparedData, normalize, prepare_data, train_batch
 from nas.train.protocol import ProxyConfig, load_proxy
+
+if TYPE_CHECKING:
+    from nas.train.checkpoint import JobCheckpoint
 
 Report = Callable[[dict[str, Any]], Any]
 
@@ -59,6 +62,7 @@ class TrainResult:
     proxy_hash: str | None = None
     dataset: str | None = None
     device: str = "cpu"
+    resumed_after_epoch: int = 0  # a checkpoint of this job held its first epochs (`train_arch`'s checkpoint)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -244,12 +248,15 @@ def _model(arch: ArchConfig, data: ImageData, proxy: ProxyConfig, runtime: Runti
 def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: ProxyConfig | None = None, *,
                device: str | torch.device | None = None, report: Report | None = None, final: bool = False,
                threads: int | None = None, init: str | Path | dict | None = None,
-               runtime: Runtime | dict | None = None) -> TrainResult:
+               runtime: Runtime | dict | None = None, checkpoint: str | Path | None = None) -> TrainResult:
     """Proxy-train `arch` on `data` (an ImageData, or a dataset name/path) under `proxy` (default protocol
     if None) and return a TrainResult; see the module docstring for the report contract. `final` also
     scores the test split. `init` (a state_dict or its file, e.g. from `nas supernet extract`) replaces the
     initial weights. `runtime` says where and how it runs (default: `Runtime()`, fp32 channels_last on the
-    CPU); `device` and `threads`, when given, replace the runtime's own.
+    CPU); `device` and `threads`, when given, replace the runtime's own. `checkpoint` (a file) makes a killed
+    job resume where it stood (`nas.train.checkpoint`): its state is saved there between epochs, a saved state of
+    the same job is resumed from, and the file is removed when this returns. `wall_s` then counts the earlier
+    processes' time too.
 
     Status: ``completed``; ``nan`` (a non-finite loss ended training, with a message); ``early_stopped``
     (`report` returned "stop"); ``failed`` (the network raised while training, e.g. out of memory; the
@@ -267,6 +274,12 @@ def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: Prox
     t_start = time.perf_counter()
     result = TrainResult(status="failed", arch_id=arch.arch_id, proxy_hash=proxy.hash, dataset=data.name,
                          device=str(device))
+    ck = None
+    if checkpoint is not None:
+        from nas.train.checkpoint import JobCheckpoint, job_key
+
+        ck = JobCheckpoint(Path(checkpoint), job_key(arch_id=arch.arch_id, proxy_hash=proxy.hash, final=final,
+                                                    runtime_key=rt.key, init=init))
     with rt.applied():
         try:
             prep = prepare_data(data, proxy, device, final=final)
@@ -274,7 +287,7 @@ def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: Prox
             if init is not None:
                 load_init(model, init)
             result.params = count_params(model)
-            _train(model, prep, proxy, report, result, t_start, rt)
+            _train(model, prep, proxy, report, result, t_start, rt, ck)
             if final and result.status == "completed":
                 result.test_top1 = evaluate(model, prep.test_x, prep.test_y, prep,
                                             batch_size=eval_batch_size(proxy.batch_size),
@@ -286,7 +299,9 @@ def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: Prox
             result.status = "failed"
             result.error = f"{type(e).__name__}: {e}".strip()[:2000]
         finally:
-            result.wall_s = time.perf_counter() - t_start
+            result.wall_s = (ck.wall_before_s if ck else 0.0) + time.perf_counter() - t_start
+    if ck is not None:  # returned (not killed or interrupted): the job is over, whatever its status
+        ck.remove()
     return result
 
 
@@ -317,14 +332,21 @@ def load_init(model: nn.Module, init: str | Path | dict) -> None:
 
 
 def _train(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, report: Report | None,
-           result: TrainResult, t_start: float, runtime: Runtime) -> None:
-    """The epochs of `train_arch`: train, validate, record into `result`, report."""
+           result: TrainResult, t_start: float, runtime: Runtime, ck: JobCheckpoint | None = None) -> None:
+    """The epochs of `train_arch`: train, validate, record into `result`, report; resumed from and saved to
+    `ck` where one is given."""
     bs, steps = epoch_shape(prep, proxy)
     opt = make_optimizer(model, proxy)
     crit = nn.CrossEntropyLoss(label_smoothing=proxy.label_smoothing)
     gen = torch.Generator(device=prep.train_x.device).manual_seed(proxy.seed + 1)
     train_time = 0.0
-    for epoch in range(1, proxy.epochs + 1):
+    saved = ck.load() if ck is not None else None
+    if saved is not None:
+        train_time = _restore(saved, model, opt, gen, result)
+        result.resumed_after_epoch = result.epochs_run
+        result.train_images_per_s = result.epochs_run * steps * bs / train_time
+        t_start -= saved["wall_s"]  # elapsed_s counts from the job's start, in whichever process
+    for epoch in range(result.epochs_run + 1, proxy.epochs + 1):
         t0 = time.perf_counter()
         loss = train_epoch(model, prep, proxy, opt, crit, gen, epoch=epoch, runtime=runtime)
         dt = time.perf_counter() - t0
@@ -340,9 +362,36 @@ def _train(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, report: Rep
         result.best_val_top1 = val if result.best_val_top1 is None else max(result.best_val_top1, val)
         result.train_images_per_s = epoch * steps * bs / train_time
         result.status = "completed"
+        if ck is not None and epoch < proxy.epochs and ck.due():
+            ck.save(_state(model, opt, gen, result, train_time), wall_s=time.perf_counter() - t_start)
         if report is not None and report(dict(metrics)) == "stop":
             result.status = "early_stopped"
             return
+
+
+def _state(model: nn.Module, opt: Optimizer, gen: torch.Generator, result: TrainResult,
+           train_time: float) -> dict[str, Any]:
+    """What a resumed job needs to go on exactly as an uninterrupted one (`_restore` reads it back)."""
+    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "history": result.history, "epochs_run": result.epochs_run,
+            "best_val_top1": result.best_val_top1, "train_time": train_time}
+
+
+def _restore(state: dict[str, Any], model: nn.Module, opt: Optimizer, gen: torch.Generator,
+             result: TrainResult) -> float:
+    """Put a saved job state (`_state`) back into the model, optimizer, generators and `result`; returns the
+    training seconds so far."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    result.history = [dict(h) for h in state["history"]]
+    result.epochs_run = int(state["epochs_run"])
+    last = result.history[-1]
+    result.val_top1 = last["val_top1"]
+    result.best_val_top1 = state["best_val_top1"]
+    result.status = "completed"
+    return float(state["train_time"])
 
 
 def time_steps(arch: ArchConfig | str, proxy: ProxyConfig, data: ImageData, *, steps: int = 2,

@@ -145,25 +145,30 @@ def run_tune(spec: TuneSpec, hooks: SearchHooks, *, on_error: Callable[[dict[str
 
 def run_jobs(jobs: list[TrialJob], hooks: SearchHooks, *, space: SearchSpace, proxy: dict[str, Any], data: str,
              resources: Resources, storage_path: Path, on_error: Callable[[dict[str, Any], str], None],
-             on_start: Callable[[dict[str, Any]], None], runtime: Runtime | None = None) -> JobQueue:
+             on_start: Callable[[dict[str, Any]], None], runtime: Runtime | None = None,
+             checkpoint_dir: Path | None = None) -> JobQueue:
     """Run fixed jobs (no search) through Ray Tune with the same trainable, resources and GPU shares as a
     search; each finished job goes to `hooks.on_finished`. Returns the queue (`interrupted` says whether
-    Ctrl-C cut it short)."""
+    Ctrl-C cut it short). With `checkpoint_dir`, each job saves its state there between epochs and a killed
+    job resumes from it (`nas.train.checkpoint`)."""
     queue = JobQueue([j.replace(gpus=resources.gpus_per_trial) for j in jobs], hooks)
     _fit(queue, FIFOScheduler(), len(jobs), space=space, proxy=proxy, data=data, resources=resources,
-         storage_path=storage_path, on_error=on_error, on_start=on_start, runtime=runtime)
+         storage_path=storage_path, on_error=on_error, on_start=on_start, runtime=runtime,
+         checkpoint_dir=checkpoint_dir)
     return queue
 
 
 def _fit(searcher: Searcher, scheduler: TrialScheduler, n: int, *, space: SearchSpace, proxy: dict[str, Any],
          data: str, resources: Resources, storage_path: Path, on_error: Callable[[dict[str, Any], str], None],
-         on_start: Callable[[dict[str, Any]], None], runtime: Runtime | None = None) -> None:
+         on_start: Callable[[dict[str, Any]], None], runtime: Runtime | None = None,
+         checkpoint_dir: Path | None = None) -> None:
     """Train `n` jobs from `searcher` as Tune trials; each runs in `runtime` with as many torch threads as Ray
-    gives it CPUs."""
+    gives it CPUs (and checkpoints under `checkpoint_dir`, where one is given)."""
     if n <= 0:
         return
     rt = Runtime.of(runtime).replace(threads=max(1, int(resources.cpus_per_trial)))
-    fn = tune.with_parameters(trainable, space=space.raw, proxy=proxy, data=data, runtime=rt.to_dict())
+    fn = tune.with_parameters(trainable, space=space.raw, proxy=proxy, data=data, runtime=rt.to_dict(),
+                              checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir.resolve()))
     fn = tune.with_resources(fn, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
     tuner = tune.Tuner(
         fn,
