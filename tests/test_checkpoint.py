@@ -9,11 +9,14 @@ import pytest
 from test_proxy import QUICK, TINY, synthetic
 from test_train_cli import tiny_files  # noqa: F401 - a fixture
 
+from nas.config import ArchConfig
 from nas.train import checkpoint as C
 from nas.train import train_arch
 from nas.train.job import checkpoint_file, train_job
 
 P4 = QUICK.replace(epochs=4)
+# with dropout in its head: the resumed job must also continue torch's global random stream
+DROPPY = ArchConfig.from_dict({**TINY.to_dict(), "head": {"dropout": 0.3}})
 
 
 class Killed(BaseException):
@@ -40,13 +43,13 @@ def every_epoch(monkeypatch):
 
 def test_a_killed_job_resumes_and_ends_as_an_uninterrupted_one(tmp_path):
     data, ck = synthetic(), tmp_path / "job.ckpt.pt"
-    straight = train_arch(TINY, data, P4, threads=1, final=True)
+    straight = train_arch(DROPPY, data, P4, threads=1, final=True)
     seen: list[int] = []
     with pytest.raises(Killed):
-        train_arch(TINY, data, P4, threads=1, final=True, report=kill_after(2, seen), checkpoint=ck)
+        train_arch(DROPPY, data, P4, threads=1, final=True, report=kill_after(2, seen), checkpoint=ck)
     assert seen == [1, 2] and ck.is_file()
     seen.clear()
-    resumed = train_arch(TINY, data, P4, threads=1, final=True, report=seen.append, checkpoint=ck)
+    resumed = train_arch(DROPPY, data, P4, threads=1, final=True, report=seen.append, checkpoint=ck)
     assert [m["epoch"] for m in seen] == [3, 4]  # epochs 1-2 came from the checkpoint, not trained again
     assert resumed.status == "completed" and resumed.resumed_after_epoch == 2
     assert curve(resumed) == curve(straight)  # bit for bit: weights, optimizer, data order, augmentation

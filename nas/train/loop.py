@@ -372,9 +372,12 @@ def _train(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, report: Rep
 def _state(model: nn.Module, opt: Optimizer, gen: torch.Generator, result: TrainResult,
            train_time: float) -> dict[str, Any]:
     """What a resumed job needs to go on exactly as an uninterrupted one (`_restore` reads it back)."""
-    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-            "torch_rng": torch.get_rng_state(), "history": result.history, "epochs_run": result.epochs_run,
-            "best_val_top1": result.best_val_top1, "train_time": train_time}
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+             "torch_rng": torch.get_rng_state(), "history": result.history, "epochs_run": result.epochs_run,
+             "best_val_top1": result.best_val_top1, "train_time": train_time}
+    if gen.device.type == "cuda":  # dropout on the GPU draws from its own generator
+        state["cuda_rng"] = torch.cuda.get_rng_state(gen.device)
+    return state
 
 
 def _restore(state: dict[str, Any], model: nn.Module, opt: Optimizer, gen: torch.Generator,
@@ -385,6 +388,8 @@ def _restore(state: dict[str, Any], model: nn.Module, opt: Optimizer, gen: torch
     opt.load_state_dict(state["optimizer"])
     gen.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], gen.device)
     result.history = [dict(h) for h in state["history"]]
     result.epochs_run = int(state["epochs_run"])
     last = result.history[-1]
