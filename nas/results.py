@@ -37,7 +37,7 @@ _SCHEMA: dict[str, str] = {
     "published_top1": "float", "published_madds_m": "float",
     "config_path": "str", "rebuild_cmd": "str",
     "proxy_hash": "str", "dataset": "str", "started_at": "str", "finished_at": "str",
-    "test_top1": "float", "eval_set": "str", "steps": "int",
+    "test_top1": "float", "eval_set": "str", "steps": "int", "resumed_after_epoch": "int",
 }
 TRIAL_COLUMNS: list[str] = list(_SCHEMA)
 """The fixed trial columns, in file order (knob columns are inserted after ``attention``)."""
@@ -50,11 +50,13 @@ TRAINED: tuple[str, ...] = ("completed", "early_stopped", "failed", "nan")
 # KINDS and STAGES are the jobs' own (`nas.jobs`). Stages: ``search``, the searched and baseline trials under
 # the search protocol (one row per trial); ``confirm``, the confirmation retrainings, one row per (trial, seed);
 # ``confirm@<steps>``, a higher rung of the ladder (nas.search.ladder). A row's ``steps`` is the optimizer steps
-# it trained (`ProxyConfig.steps_on`; 0: a run from before steps were recorded).
+# it trained (`ProxyConfig.steps_on`; 0: a run from before steps were recorded); ``resumed_after_epoch``, the
+# epochs a killed job's checkpoint held when it went on in a later process (0: trained in one go; its `wall_s`
+# counts all its processes).
 PARETO_EXTRA = "gain_vs_published"
 """pareto.csv's extra column: val top-1 minus the best published *architecture* at <= MAdds, both
 trained under the same search protocol (not the published paper numbers)."""
-_INT_DEFAULTS = {"number": -1, "epochs_done": 0, "seed": 0, "steps": 0}
+_INT_DEFAULTS = {"number": -1, "epochs_done": 0, "seed": 0, "steps": 0, "resumed_after_epoch": 0}
 _STR_DEFAULTS = {"val_curve": "[]", "kind": "searched", "status": "running", "stage": "search"}
 
 RUN_FILE = "run.yaml"
@@ -321,6 +323,8 @@ def finished_row(base: Mapping[str, Any], result: Mapping[str, Any] | None, *, e
         row["eval_set"] = res["eval_set"]
     if res.get("params_m"):
         row["params_m"] = float(res["params_m"])
+    if res.get("resumed_after_epoch"):
+        row["resumed_after_epoch"] = int(res["resumed_after_epoch"])
     return row
 
 

@@ -143,3 +143,24 @@ def test_nas_train_resumes_a_killed_job(tiny_files, tmp_path, capsys):  # noqa: 
     assert b["resumed_after_epoch"] == 1 and a["resumed_after_epoch"] == 0
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
     assert a["test_top1"] == b["test_top1"] and not (tmp_path / "b.ckpt.pt").exists()
+
+
+@pytest.mark.parametrize("raw, want", [(None, 60.0), ("", 60.0), ("0", 0.0), ("2.5", 2.5)])
+def test_the_interval_is_60_s_or_the_environment_s(raw, want, monkeypatch):
+    monkeypatch.setattr(C, "CHECKPOINT_EVERY_S", 60.0)
+    if raw is None:
+        monkeypatch.delenv(C.ENV_VAR, raising=False)
+    else:
+        monkeypatch.setenv(C.ENV_VAR, raw)
+    assert C.checkpoint_every_s() == want
+
+
+@pytest.mark.parametrize("raw", ["abc", "-1", "nan"])
+def test_a_bad_interval_is_one_clear_error_before_any_command_runs(raw, monkeypatch, capsys):
+    from nas.cli import main
+
+    monkeypatch.setenv(C.ENV_VAR, raw)
+    assert main(["flops", "mobilevit_xxs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and f"NAS_CHECKPOINT_EVERY_S='{raw}' is not a number of seconds" in err[0]
+    assert err[1].startswith("  fix: unset it")

@@ -383,6 +383,48 @@ def test_confirm_stage_kill_resume_and_extend(work):
     assert old.equals(conf.set_index(["trial", "seed"])["finished_at"].loc[old.index])
 
 
+@pytest.mark.slow
+def test_a_confirm_job_killed_mid_way_resumes_from_its_checkpoint(tmp_path):
+    """A SIGKILL while a confirm job (6 epochs, checkpointed after each: $NAS_CHECKPOINT_EVERY_S=0) trains, then
+    `--resume`: the job goes on from its checkpoint in a new Ray worker (`resumed_after_epoch` > 0), and every
+    confirm row ends as the same command's rows uninterrupted, in another results folder."""
+    (tmp_path / "proxy.yaml").write_text("resolution: 16\nepochs: 1\ntrain_images: 256\nval_images: 128\n"
+                                         "batch_size: 64\n")
+    (tmp_path / "confirm.yaml").write_text("resolution: 16\nepochs: 6\ntrain_images: 2048\nval_images: 128\n"
+                                           "test_images: 500\nbatch_size: 32\n")
+    env = {**ENV, "NAS_CHECKPOINT_EVERY_S": "0"}
+
+    def cmd(root: str) -> list[str]:
+        return [*NAS, "search", "--budget", "3M", "--space", TINY, "--proxy", str(tmp_path / "proxy.yaml"),
+                "--results", str(tmp_path / root), "--max-concurrent", "1", "--trials", "2", "--name", "ck",
+                "--no-early-stop", "--confirm-top", "1", "--confirm-seeds", "2", "--confirm-width", "0",
+                "--confirm-protocol", str(tmp_path / "confirm.yaml"), "--top-steps", "0"]
+
+    run = tmp_path / "killed" / "ck"
+    proc = subprocess.Popen(cmd("killed"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not list((run / "checkpoints").glob("*.pt")):
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-job: a checkpoint is on disk, the job has not ended
+    proc.wait()
+    assert list((run / "checkpoints").glob("*.pt"))
+    r = subprocess.run([*NAS, "search", "--resume", str(run)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    r = subprocess.run(cmd("straight"), env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    cols = ["trial", "seed", "status", "test_top1", "val_curve", "epochs_done"]
+    killed = _trials(run).query("stage == 'confirm'")
+    straight = _trials(tmp_path / "straight" / "ck").query("stage == 'confirm'")
+    assert len(killed) == len(straight) >= 2 and killed["status"].eq("completed").all()
+    assert (killed["resumed_after_epoch"] > 0).sum() == 1 and straight["resumed_after_epoch"].eq(0).all()
+    a = killed[cols].sort_values(["trial", "seed"]).reset_index(drop=True)
+    b = straight[cols].sort_values(["trial", "seed"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert not list((run / "checkpoints").glob("*"))  # every job ended: no file left
+
+
 MF_SMALL = """name: mfsmall
 description: Small Mobile-Former networks whose band holds a published variant (mobile_former_26m).
 num_classes: 1000

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if os.environ.get("NAS_CHECKPOINT_EVERY_S"):  # refused before anything runs where it is bad
+            from nas.train.checkpoint import checkpoint_every_s
+
+            checkpoint_every_s()
         return int(args._run(args) or 0)
     except NasError as e:
         print(f"nas {args.command}: error: {e.message}", file=sys.stderr)
@@ -84,8 +89,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  fix: {e.hint}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:  # `nas variants | head`: the reader left, nothing to report
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:

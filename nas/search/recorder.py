@@ -187,7 +187,8 @@ class RunRecorder:
     def add_cached(self, job: TrialJob, cached: dict[str, Any]) -> None:
         row = self.base_row(job)
         for k in ("status", "val_top1", "best_val_top1", "val_curve", "epochs_done", "wall_s", "images_per_s",
-                  "params_m", "started_at", "finished_at", "error", "test_top1", "eval_set", "proxy_hash"):
+                  "params_m", "started_at", "finished_at", "error", "test_top1", "eval_set", "proxy_hash",
+                  "resumed_after_epoch"):
             if k in cached:
                 row[k] = cached[k]
         row["error"] = REUSED_NOTE

@@ -2,8 +2,9 @@
 
 A ladder rung of 32,768 steps trains for about 100 minutes on one core of this machine (BENCHMARKS.md); killed
 in its last minute, it would start over. `train_arch(..., checkpoint=FILE)` writes the job's whole state to
-FILE after an epoch (at most every `CHECKPOINT_EVERY_S` seconds, never after the last epoch): the weights and
-BatchNorm statistics, the optimizer, the data generator and torch's global RNG, and the epochs' metrics so far.
+FILE after an epoch (at most every `CHECKPOINT_EVERY_S` seconds or $NAS_CHECKPOINT_EVERY_S, never after the
+last epoch): the weights and BatchNorm statistics, the optimizer, the data generator and torch's random streams,
+and the epochs' metrics so far.
 A later `train_arch` with the same FILE and the same job (architecture, protocol, test scoring, runtime,
 initial weights) goes on from there, and ends with the same weights and metrics as an uninterrupted run
 (tests/test_checkpoint.py). A file written for another job is ignored and overwritten. The file is written
@@ -22,11 +23,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 # The least time between two checkpoints of a job. A checkpoint of Mobile-Former-151M (weights and two AdamW
 # moments, 77 MB) took 0.13-0.24 s to write on this machine and 0.15 s to read: at most 0.4% of a minute's training.
+# The environment variable NAS_CHECKPOINT_EVERY_S replaces it (seconds; 0 saves after every epoch but the last),
+# in this process and in the Ray workers it starts.
 CHECKPOINT_EVERY_S = 60.0
+ENV_VAR = "NAS_CHECKPOINT_EVERY_S"
+
+
+def checkpoint_every_s() -> float:
+    """The least seconds between two checkpoints: $NAS_CHECKPOINT_EVERY_S, else CHECKPOINT_EVERY_S; a ConfigError
+    when the variable is not a number of seconds >= 0 (`nas` checks it before any command runs)."""
+    raw = os.environ.get(ENV_VAR)
+    if raw is None or not raw.strip():
+        return CHECKPOINT_EVERY_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        from nas.errors import ConfigError
+
+        raise ConfigError(f"{ENV_VAR}={raw!r} is not a number of seconds",
+                          f"unset it (checkpoints at most every {CHECKPOINT_EVERY_S:g} s) or give seconds >= 0")
+    return value
 
 
 @dataclass
@@ -35,19 +55,21 @@ class JobCheckpoint:
 
     path: Path
     key: dict[str, Any]
-    every_s: float | None = None  # None: CHECKPOINT_EVERY_S as it is when asked
+    every_s: float | None = None  # None: `checkpoint_every_s()` when asked
     wall_before_s: float = 0.0  # the job's wall seconds in the processes before this one (from the file)
     _last: float = field(default_factory=time.perf_counter)
 
     def due(self) -> bool:
         """Whether enough time has passed since the last write (or since this process started the job)."""
-        every = CHECKPOINT_EVERY_S if self.every_s is None else self.every_s
+        every = checkpoint_every_s() if self.every_s is None else self.every_s
         return time.perf_counter() - self._last >= every
 
     def load(self) -> dict[str, Any] | None:
         """The saved state of this job, or None (no file, another job's, or unreadable)."""
         if not self.path.is_file():
             return None
+        import torch  # here, not at the top: `nas` reads this module's setting before any command runs
+
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception:  # noqa: BLE001 - whatever torch.load raises on a file that is not a checkpoint
@@ -60,6 +82,8 @@ class JobCheckpoint:
     def save(self, state: dict[str, Any], *, wall_s: float) -> None:
         """Write `state`, with the job's key and `wall_s` (its wall seconds so far, in all its processes), whole,
         then rename it over FILE."""
+        import torch
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         torch.save({**state, "key": self.key, "wall_s": wall_s}, tmp)
@@ -77,4 +101,4 @@ def job_key(*, arch_id: str, proxy_hash: str, final: bool, runtime_key: str, ini
             "init": None if init is None else (str(init) if isinstance(init, (str, Path)) else "state_dict")}
 
 
-__all__ = ["CHECKPOINT_EVERY_S", "JobCheckpoint", "job_key"]
+__all__ = ["CHECKPOINT_EVERY_S", "ENV_VAR", "JobCheckpoint", "checkpoint_every_s", "job_key"]

@@ -91,7 +91,8 @@ def train_job(job: TrialJob, report: JobReport, *, space: dict[str, Any], proxy:
                "epoch": res.epochs_run, "images_per_s": res.train_images_per_s, "wall_s": res.wall_s,
                "params_m": (res.params or 0) / 1e6, "error": res.error or "",
                "val_curve": json.dumps([h.get(METRIC) for h in res.history]),
-               "test_top1": res.test_top1, "eval_set": eval_set(job.evaluate_test, data)}
+               "test_top1": res.test_top1, "eval_set": eval_set(job.evaluate_test, data),
+               "resumed_after_epoch": res.resumed_after_epoch}
     except Exception as e:  # a job that raises is recorded, the search goes on
         out = {"status": "failed", METRIC: None, "epoch": len(curve), "error": f"{type(e).__name__}: {e}"[:2000],
                "wall_s": time.time() - t0, "val_curve": json.dumps(curve)}
