@@ -52,6 +52,31 @@ def test_conv_shortcut_is_not_taken_for_larger_outputs():
     torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, conv.bias, 1, 1))
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_a_pointwise_conv_of_a_channels_last_map_is_a_linear_with_the_plain_convs_values(bias, monkeypatch):
+    """On the CPU, a 1x1 stride-1 ungrouped conv of a channels_last map runs as F.linear on its NHWC view: the
+    plain conv's output and gradients, a channels_last output; contiguous maps and grouped, strided or larger
+    kernels keep the plain conv."""
+    torch.manual_seed(0)
+    conv = Conv2d(24, 40, 1, bias=bias).to(memory_format=torch.channels_last)
+    linear_calls = []
+    linear = F.linear
+    monkeypatch.setattr(F, "linear", lambda *a, **k: linear_calls.append(1) or linear(*a, **k))
+    x = torch.randn(3, 24, 7, 5).contiguous(memory_format=torch.channels_last)
+    y, grads = _grads(conv, x, conv)
+    assert linear_calls == [1] and y.is_contiguous(memory_format=torch.channels_last)
+    y_ref, grads_ref = _grads(conv, x, lambda t: torch.nn.Conv2d.forward(conv, t))
+    assert len(linear_calls) == 1
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for other, t in ((conv, x.contiguous()), (Conv2d(24, 40, 1, groups=2), x), (Conv2d(24, 40, 1, stride=2), x),
+                     (Conv2d(24, 40, 3, padding=1), x)):
+        out = other(t)
+        torch.testing.assert_close(out, torch.nn.Conv2d.forward(other, t))
+    assert len(linear_calls) == 1  # none of those took it
+
+
 def test_one_token_attention_equals_sdpa():
     torch.manual_seed(0)
     attn = MultiHeadSelfAttention(24, 4)

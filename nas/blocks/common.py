@@ -31,15 +31,28 @@ def make_act(name: str) -> nn.Module:
 
 
 class Conv2d(nn.Conv2d):
-    """nn.Conv2d with an exact shortcut for a 1x1 output map, which low proxy resolutions give the last
-    stages (MobileViT-XXS at 32 px ends on 1x1 maps). Its one output pixel sees a crop of the input through
-    a crop of the kernel (the rest is zero padding), so the conv is one matmul, or a product and a sum when
-    depthwise: same parameters, same values and gradients. oneDNN spends milliseconds on such a conv at
-    batch 64 (its weight gradient falls back to a generic GEMM); the matmul takes tens of microseconds.
+    """nn.Conv2d with two exact shortcuts, same parameters, same values and gradients to float rounding:
+
+    * a pointwise conv (1x1 kernel, stride 1, no groups) of a channels_last map on the CPU is a matrix product
+      over the map's [B*H*W, C] rows, which channels_last stores as they are: `F.linear` on the NHWC view
+      gives a channels_last output with no copy. Its forward is the same kernel's (equal outputs), its
+      backward two products where oneDNN's convolution backward is slower: forward + backward 1.1-1.6x as
+      fast on these networks' pointwise shapes at batch 16 (BENCHMARKS.md, "Pointwise convolutions");
+    * a 1x1 output map, which low proxy resolutions give the last stages (MobileViT-XXS at 32 px ends on 1x1
+      maps). Its one output pixel sees a crop of the input through a crop of the kernel (the rest is zero
+      padding), so the conv is one matmul, or a product and a sum when depthwise. oneDNN spends milliseconds
+      on such a conv at batch 64 (its weight gradient falls back to a generic GEMM); the matmul takes tens of
+      microseconds.
+
     Traced runs (fvcore's count, ONNX) keep the plain conv, so MAdds stay the nominal kxk count."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        if (kh, kw, sh, sw, ph, pw, self.groups) == (1, 1, 1, 1, 0, 0, 1) and x.device.type == "cpu" \
+                and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+                and not torch.jit.is_tracing():
+            y = F.linear(x.permute(0, 2, 3, 1), self.weight.view(self.out_channels, self.in_channels), self.bias)
+            return y.permute(0, 3, 1, 2)
         h, w = x.shape[-2:]
         if ((h + 2 * ph - kh) // sh, (w + 2 * pw - kw) // sw) != (0, 0) or self.dilation != (1, 1) \
                 or self.padding_mode != "zeros" or torch.jit.is_tracing():

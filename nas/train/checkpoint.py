@@ -6,7 +6,7 @@ FILE after an epoch (at most every `CHECKPOINT_EVERY_S` seconds or $NAS_CHECKPOI
 last epoch): the weights and BatchNorm statistics, the optimizer, the data generator and torch's random streams,
 and the epochs' metrics so far.
 A later `train_arch` with the same FILE and the same job (architecture, protocol, test scoring, runtime,
-initial weights) goes on from there, and ends with the same weights and metrics as an uninterrupted run
+initial weights, code version) goes on from there, and ends with the same weights and metrics as an uninterrupted run
 (tests/test_checkpoint.py). A file written for another job is ignored and overwritten. The file is written
 whole, then renamed over the previous one (a kill while writing leaves the previous one), and removed when
 `train_arch` returns.
@@ -96,9 +96,14 @@ class JobCheckpoint:
 
 
 def job_key(*, arch_id: str, proxy_hash: str, final: bool, runtime_key: str, init: Any) -> dict[str, Any]:
-    """What makes two training jobs the same job: a checkpoint resumes only the job it was written for."""
+    """What makes two training jobs the same job: a checkpoint resumes only the job it was written for, by the
+    same network and training code (`code_version`, as the baseline cache keys on it: a job killed before an
+    update of the blocks or the trainer starts over instead of mixing two codes' arithmetic)."""
+    from nas.search.folder import code_version
+
     return {"arch_id": arch_id, "proxy_hash": proxy_hash, "final": bool(final), "runtime": runtime_key,
-            "init": None if init is None else (str(init) if isinstance(init, (str, Path)) else "state_dict")}
+            "init": None if init is None else (str(init) if isinstance(init, (str, Path)) else "state_dict"),
+            "code_version": code_version()}
 
 
 __all__ = ["CHECKPOINT_EVERY_S", "ENV_VAR", "JobCheckpoint", "checkpoint_every_s", "job_key"]
