@@ -57,6 +57,9 @@ def test_a_pointwise_conv_of_a_channels_last_map_is_a_linear_with_the_plain_conv
     """On the CPU, a 1x1 stride-1 ungrouped conv of a channels_last map runs as F.linear on its NHWC view: the
     plain conv's output and gradients, a channels_last output; contiguous maps and grouped, strided or larger
     kernels keep the plain conv."""
+    import nas.blocks.common as common
+
+    monkeypatch.setattr(common, "pointwise_as_linear", lambda: True)  # as under `nas` (MKL's fast kernels)
     torch.manual_seed(0)
     conv = Conv2d(24, 40, 1, bias=bias).to(memory_format=torch.channels_last)
     linear_calls = []
@@ -75,6 +78,17 @@ def test_a_pointwise_conv_of_a_channels_last_map_is_a_linear_with_the_plain_conv
         out = other(t)
         torch.testing.assert_close(out, torch.nn.Conv2d.forward(other, t))
     assert len(linear_calls) == 1  # none of those took it
+    monkeypatch.setattr(common, "pointwise_as_linear", lambda: False)  # MKL's generic kernels: the plain conv
+    torch.testing.assert_close(conv(x), y_ref)
+    assert len(linear_calls) == 1
+
+
+def test_pointwise_as_linear_follows_mkls_kernel_path():
+    from nas.blas import active, amd_x86
+    from nas.blocks.common import pointwise_as_linear
+
+    want = torch.backends.mkl.is_available() and (active() if amd_x86() else True)
+    assert pointwise_as_linear() == want
 
 
 def test_one_token_attention_equals_sdpa():

@@ -285,6 +285,8 @@ def test_unfold_fold_round_trip(patch):
     # patch position (0, 0) of the first patch is pixel (0, 0); the last patch's last pixel is (H-1, W-1)
     assert torch.equal(p[:, 0, 0], x[:, :, 0, 0]) and torch.equal(p[:, -1, -1], x[:, :, -1, -1])
     assert torch.equal(fold_patches(p, patch, hw, orig), x)
+    cl = fold_patches(p, patch, hw, orig, channels_last=True)  # the runtime's default layout, same values
+    assert torch.equal(cl, x) and cl.is_contiguous(memory_format=torch.channels_last)
     odd = torch.randn(1, 3, 5, 3)
     q, hw, orig = unfold_patches(odd, patch)
     assert orig == ((5, 3) if patch > 1 else None)

@@ -4,6 +4,7 @@ MobileNetV2 inverted residual."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -19,8 +20,10 @@ def make_act(name: str) -> nn.Module:
         return nn.ReLU(inplace=True)
     if name == "relu6":
         return nn.ReLU6(inplace=True)
-    if name == "swish":
-        return nn.SiLU(inplace=True)
+    if name == "swish":  # out of place: autograd would copy the input of an in-place SiLU for its backward (a
+        # mobilevit_xs training step 69.6 -> 68.1 ms, BENCHMARKS.md, "Pointwise convolutions"); ReLU's backward
+        # reads the output, so ReLUs stay in place
+        return nn.SiLU()
     if name == "hswish":
         return nn.Hardswish(inplace=True)
     if name == "gelu":
@@ -30,14 +33,28 @@ def make_act(name: str) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}")
 
 
+@functools.cache
+def pointwise_as_linear() -> bool:
+    """Whether `Conv2d` runs a pointwise conv as `F.linear`: where torch's matrix products take MKL's fast
+    kernels, i.e. on an AMD CPU with `nas.blas`'s shim preloaded (as `nas` runs), or on an Intel CPU (MKL's own
+    path there; not measured on one). On an AMD CPU without the shim, MKL's generic kernels make it slower than
+    oneDNN's convolution (a mobilevit_xs job's training 0.93x; BENCHMARKS.md, "Pointwise convolutions")."""
+    if not torch.backends.mkl.is_available():
+        return False
+    from nas.blas import active, amd_x86
+
+    return active() if amd_x86() else True
+
+
 class Conv2d(nn.Conv2d):
     """nn.Conv2d with two exact shortcuts, same parameters, same values and gradients to float rounding:
 
     * a pointwise conv (1x1 kernel, stride 1, no groups) of a channels_last map on the CPU is a matrix product
       over the map's [B*H*W, C] rows, which channels_last stores as they are: `F.linear` on the NHWC view
       gives a channels_last output with no copy. Its forward is the same kernel's (equal outputs), its
-      backward two products where oneDNN's convolution backward is slower: forward + backward 1.1-1.6x as
-      fast on these networks' pointwise shapes at batch 16 (BENCHMARKS.md, "Pointwise convolutions");
+      backward two products where oneDNN's convolution backward is slower: forward + backward 1.1-1.75x as
+      fast on these networks' pointwise shapes at batch 16 (BENCHMARKS.md, "Pointwise convolutions"), where
+      MKL's fast kernels run the products (`pointwise_as_linear`);
     * a 1x1 output map, which low proxy resolutions give the last stages (MobileViT-XXS at 32 px ends on 1x1
       maps). Its one output pixel sees a crop of the input through a crop of the kernel (the rest is zero
       padding), so the conv is one matmul, or a product and a sum when depthwise. oneDNN spends milliseconds
@@ -50,7 +67,7 @@ class Conv2d(nn.Conv2d):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         if (kh, kw, sh, sw, ph, pw, self.groups) == (1, 1, 1, 1, 0, 0, 1) and x.device.type == "cpu" \
                 and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
-                and not torch.jit.is_tracing():
+                and not torch.jit.is_tracing() and pointwise_as_linear():
             y = F.linear(x.permute(0, 2, 3, 1), self.weight.view(self.out_channels, self.in_channels), self.bias)
             return y.permute(0, 3, 1, 2)
         h, w = x.shape[-2:]

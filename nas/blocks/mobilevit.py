@@ -96,13 +96,20 @@ def unfold_patches(x: torch.Tensor, patch: int) -> tuple[torch.Tensor, tuple[int
     return x.reshape(b, patch * patch, nh * nw, d), (hp, wp), orig
 
 
-def fold_patches(x: torch.Tensor, patch: int, hw: tuple[int, int], orig: tuple[int, int] | None) -> torch.Tensor:
+def fold_patches(x: torch.Tensor, patch: int, hw: tuple[int, int], orig: tuple[int, int] | None, *,
+                 channels_last: bool = False) -> torch.Tensor:
     """Inverse of unfold_patches: [B, P, N, d] -> [B, d, H, W] with (H, W) = `hw` padded to the patch grid,
-    then resized back to `orig` when unfold had resized."""
+    then resized back to `orig` when unfold had resized. One copy, into the memory format the convolutions
+    after it take (`channels_last`: [B, H, W, d] order; the runtime's default, `nas.runtime.Runtime`)."""
     b, _, _, d = x.shape
     hp, wp = hw
     nh, nw = hp // patch, wp // patch
-    x = x.reshape(b, patch, patch, nh, nw, d).permute(0, 5, 3, 1, 4, 2).reshape(b, d, hp, wp)
+    x = x.reshape(b, patch, patch, nh, nw, d)
+    if channels_last:
+        x = x.permute(0, 3, 1, 4, 2, 5).reshape(b, hp, wp, d).permute(0, 3, 1, 2)
+        x = x.contiguous(memory_format=torch.channels_last)  # no-op unless the reshape above was a view
+    else:
+        x = x.permute(0, 5, 3, 1, 4, 2).reshape(b, d, hp, wp)
     if orig is not None:
         x = F.interpolate(x, size=orig, mode="bilinear", align_corners=False)
     return x
@@ -143,7 +150,8 @@ class MobileViTBlock(nn.Module):
             x = resize_to_patch_grid(x, self.patch, align_corners=True)
         local = self.local_rep(x)
         patches, hw, orig = unfold_patches(local, self.patch)
-        glob = fold_patches(self.global_rep(patches), self.patch, hw, orig)
+        glob = fold_patches(self.global_rep(patches), self.patch, hw, orig,
+                            channels_last=local.is_contiguous(memory_format=torch.channels_last))
         kind = self.fusion_kind
         if kind == "v3_merged":  # v3 on v2: 1x1 (2d -> C) on concat(global, local) + input residual
             return x + self.conv_proj(torch.cat((glob, local), dim=1)), tokens
