@@ -4,8 +4,8 @@ MobileNetV2 inverted residual."""
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,17 +33,21 @@ def make_act(name: str) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}")
 
 
-@functools.cache
+_POINTWISE_AS_LINEAR: bool | None = None  # pointwise_as_linear(), decided once per process
+
+
 def pointwise_as_linear() -> bool:
     """Whether `Conv2d` runs a pointwise conv as `F.linear`: where torch's matrix products take MKL's fast
     kernels, i.e. on an AMD CPU with `nas.blas`'s shim preloaded (as `nas` runs), or on an Intel CPU (MKL's own
     path there; not measured on one). On an AMD CPU without the shim, MKL's generic kernels make it slower than
-    oneDNN's convolution (a mobilevit_xs job's training 0.93x; BENCHMARKS.md, "Pointwise convolutions")."""
-    if not torch.backends.mkl.is_available():
-        return False
-    from nas.blas import active, amd_x86
+    oneDNN's convolution (a mobilevit_xs job's training 0.93x; BENCHMARKS.md, "Pointwise convolutions").
+    Decided when the first `Conv2d` is built (a compiled forward then reads a plain bool)."""
+    global _POINTWISE_AS_LINEAR
+    if _POINTWISE_AS_LINEAR is None:
+        from nas.blas import active, amd_x86
 
-    return active() if amd_x86() else True
+        _POINTWISE_AS_LINEAR = torch.backends.mkl.is_available() and (active() if amd_x86() else True)
+    return _POINTWISE_AS_LINEAR
 
 
 class Conv2d(nn.Conv2d):
@@ -62,6 +66,10 @@ class Conv2d(nn.Conv2d):
       microseconds.
 
     Traced runs (fvcore's count, ONNX) keep the plain conv, so MAdds stay the nominal kxk count."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        pointwise_as_linear()  # decided here, outside any compiled forward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
