@@ -9,10 +9,10 @@ the other family's best). Then the headline verdict (the best candidate against 
 chosen on those first seeds: `nas.verdicts.headline`) gets the paired seeds that the first stage's noise
 says its 95% interval needs to be within `width` points, at most `max_seeds` (`headline_jobs`): the claim
 the run leads with gets the seeds, the others keep `seeds` (BENCHMARKS.md, "The default run"). Each
-finished seed is a ``stage = confirm`` row the moment it ends; a resume
-trains only the (trial, seed) pairs that have no row yet, and a job killed mid-way goes on from its last
-checkpoint under the run's `checkpoints/` (saved between epochs, at most once a minute: `nas.train.checkpoint`). Baselines' confirm seeds are cached across runs
-like their search results (same architecture, protocol, seed, data and code).
+finished seed is a ``stage = confirm`` row the moment it ends; a resume trains only the (trial, seed) pairs
+that have no row yet, and a job killed mid-way goes on from its last checkpoint under the run's `checkpoints/`
+(saved between epochs, at most once a minute: `nas.train.checkpoint`). Baselines' confirm seeds are cached
+across runs like their search results (same architecture, protocol, seed, data and code).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ FILE after an epoch (at most every `CHECKPOINT_EVERY_S` seconds or $NAS_CHECKPOI
 last epoch): the weights and BatchNorm statistics, the optimizer, the data generator and torch's random streams,
 and the epochs' metrics so far.
 A later `train_arch` with the same FILE and the same job (architecture, protocol, test scoring, runtime,
-initial weights, code version) goes on from there, and ends with the same weights and metrics as an uninterrupted run
-(tests/test_checkpoint.py). A file written for another job is ignored and overwritten. The file is written
+initial weights, code version) goes on from there, and ends with the same weights and metrics as an
+uninterrupted run (tests/test_checkpoint.py). A file written for another job is ignored and overwritten. The file is written
 whole, then renamed over the previous one (a kill while writing leaves the previous one), and removed when
 `train_arch` returns.
 
@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 # The least time between two checkpoints of a job. A checkpoint of Mobile-Former-151M (weights and two AdamW
 # moments, 77 MB) took 0.13-0.24 s to write on this machine and 0.15 s to read: at most 0.4% of a minute's training.
@@ -68,8 +70,6 @@ class JobCheckpoint:
         """The saved state of this job, or None (no file, another job's, or unreadable)."""
         if not self.path.is_file():
             return None
-        import torch  # here, not at the top: `nas` reads this module's setting before any command runs
-
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception:  # noqa: BLE001 - whatever torch.load raises on a file that is not a checkpoint
@@ -82,8 +82,6 @@ class JobCheckpoint:
     def save(self, state: dict[str, Any], *, wall_s: float) -> None:
         """Write `state`, with the job's key and `wall_s` (its wall seconds so far, in all its processes), whole,
         then rename it over FILE."""
-        import torch
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         torch.save({**state, "key": self.key, "wall_s": wall_s}, tmp)
