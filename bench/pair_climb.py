@@ -12,7 +12,8 @@ the digit (68.4, 64.2).
 
 Each (architecture, seed, steps) job appends one JSON line to `--out`. Kill it at any time: finished jobs are
 skipped, and a job in progress goes on from its checkpoint under results/pair_climb-checkpoints/ (saved
-between epochs, at most once a minute: `nas.train.checkpoint`; a 32,768-step job's epoch is 2,048 steps). Jobs run seed by seed, so a stopped run leaves whole pairs. The summary gives A - B in
+between epochs, at most once a minute: `nas.train.checkpoint`; a 32,768-step job's epoch is 2,048 steps).
+Jobs run seed by seed, so a stopped run leaves whole pairs. The summary gives A - B in
 test top-1 points paired by seed with its 95% t interval (`nas.stats.paired_diff`, `diff_text`), and each
 job's wall time and the machine load when it started.
 
@@ -51,8 +52,8 @@ def run_one(job: dict) -> dict:
     p = p.replace(seed=job["seed"])
     ck = CHECKPOINTS / f"{Path(job['arch']).stem}-s{job['seed']}-{job['steps']}.pt"
     r = train_arch(job["arch"], data, p, final=True, runtime=Runtime(threads=1), checkpoint=ck)
-    return {**job, "status": r.status, "resumed_after_epoch": r.resumed_after_epoch, "test_top1": r.test_top1, "val_top1": r.val_top1, "wall_s": r.wall_s,
-            "train_images_per_s": r.train_images_per_s, "proxy_hash": p.hash, "epochs": p.epochs,
+    return {**job, "status": r.status, "resumed_after_epoch": r.resumed_after_epoch, "test_top1": r.test_top1,
+            "val_top1": r.val_top1, "wall_s": r.wall_s, "train_images_per_s": r.train_images_per_s, "proxy_hash": p.hash, "epochs": p.epochs,
             "train_images": p.train_images, "load": load, "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
