@@ -169,12 +169,10 @@ def test_a_bad_interval_is_one_clear_error_before_any_command_runs(raw, monkeypa
 def test_a_checkpoint_written_by_other_code_is_not_resumed(tmp_path, monkeypatch):
     """Like the baseline cache, a checkpoint keys on the network and training code's version: after an update
     of the blocks or the trainer, a killed job starts over."""
-    import nas.search.folder as F
-
     data, ck = synthetic(), tmp_path / "job.ckpt.pt"
     with pytest.raises(Killed):
         train_arch(TINY, data, P4, threads=1, report=kill_after(2, []), checkpoint=ck)
-    monkeypatch.setattr(F, "code_version", lambda: "another")
+    monkeypatch.setattr(C, "code_version", lambda: "another")
     seen: list[int] = []
     r = train_arch(TINY, data, P4, threads=1, report=lambda m: seen.append(m["epoch"]), checkpoint=ck)
     assert seen == [1, 2, 3, 4] and r.resumed_after_epoch == 0 and not ck.exists()

@@ -3,7 +3,6 @@ environment.json), the cross-run cache of baseline results, and reading a trial'
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -15,30 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from nas import results as R
+from nas.code_version import code_version
 from nas.errors import RunError
 from nas.search.plan import SearchPlan, now
 from nas.space import SearchSpace
 
 CACHE_DIR = ".cache"
 BASELINE_CACHE = "baselines.parquet"
-# The sources whose change can change a trained network's accuracy: blocks, builder, configs, data, trainer.
-_CODE_PARTS = ("blocks", "builder.py", "config.py", "data.py", "proxy.py", "train", "madds")
-
-
-def code_version() -> str:
-    """A 10-hex hash of the package's network and training sources: cached results are reused only by the
-    same code (a change of the blocks or the trainer never reuses stale figures)."""
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha1()
-    for part in _CODE_PARTS:
-        p = root / part
-        files = sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.is_file() else []
-        for f in files:
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:10]
-
-
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from nas.code_version import code_version
+
 # The least time between two checkpoints of a job. A checkpoint of Mobile-Former-151M (weights and two AdamW
 # moments, 77 MB) took 0.13-0.24 s to write on this machine and 0.15 s to read: at most 0.4% of a minute's training.
 # The environment variable NAS_CHECKPOINT_EVERY_S replaces it (seconds; 0 saves after every epoch but the last),
@@ -95,10 +97,8 @@ class JobCheckpoint:
 
 def job_key(*, arch_id: str, proxy_hash: str, final: bool, runtime_key: str, init: Any) -> dict[str, Any]:
     """What makes two training jobs the same job: a checkpoint resumes only the job it was written for, by the
-    same network and training code (`code_version`, as the baseline cache keys on it: a job killed before an
-    update of the blocks or the trainer starts over instead of mixing two codes' arithmetic)."""
-    from nas.search.folder import code_version
-
+    same network and training code (`nas.code_version`, as the baseline cache keys on it: a job killed before
+    an update of the blocks or the trainer starts over instead of mixing two codes' arithmetic)."""
     return {"arch_id": arch_id, "proxy_hash": proxy_hash, "final": bool(final), "runtime": runtime_key,
             "init": None if init is None else (str(init) if isinstance(init, (str, Path)) else "state_dict"),
             "code_version": code_version()}

@@ -345,7 +345,7 @@ def _train(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, report: Rep
         train_time = _restore(saved, model, opt, gen, result)
         result.resumed_after_epoch = result.epochs_run
         result.train_images_per_s = result.epochs_run * steps * bs / train_time
-        t_start -= saved["wall_s"]  # elapsed_s counts from the job's start, in whichever process
+        t_start -= ck.wall_before_s  # elapsed_s counts from the job's start, in whichever process
     for epoch in range(result.epochs_run + 1, proxy.epochs + 1):
         t0 = time.perf_counter()
         loss = train_epoch(model, prep, proxy, opt, crit, gen, epoch=epoch, runtime=runtime)
