@@ -6,12 +6,24 @@ backward, at the pointwise shapes of Mobile-Former-151M and MobileViT-XS at 32 p
 
 (the preload is what `nas` itself runs with on an AMD CPU: `nas.blas`). Prints ms per call (median of 30 after 5
 warm-up calls) and the largest gap between the two outputs, with the machine load before and after.
+
+    .venv/bin/python bench/pointwise_conv.py --jobs [--archs mobile_former_151m mobilevit_xs] [--repeats 3]
+
+`--jobs` times whole confirm-protocol jobs instead (`train_arch(..., final=True)`, 1 thread, as
+`bench/speed_vs.py`), with the shortcut on and off (`nas.blocks.common.pointwise_as_linear` forced), alternating
+fresh processes so that both see the same load: the A/B of the gate on this machine's CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -52,10 +64,51 @@ def shape_row(batch: int, ci: int, h: int, co: int) -> str:
     return f"| {ci}, {h}x{h}, {co} | {fc:.3f} / {fl:.3f} | {bc:.3f} / {bl:.3f} | {bc / bl:.2f}x | {gap:.1e} |"
 
 
+JOB = """
+import json, sys, time, torch
+torch.set_num_threads(1)
+import nas.blocks.common as common
+common._POINTWISE_AS_LINEAR = sys.argv[2] == "on"
+from nas.data import load_dataset
+from nas.train import load_proxy, train_arch
+data, p = load_dataset(None), load_proxy("confirm")
+t = time.perf_counter()
+r = train_arch(sys.argv[1], data, p, threads=1, final=True)
+print(json.dumps({"wall_s": time.perf_counter() - t, "test_top1": r.test_top1, "img_s": r.train_images_per_s}))
+"""
+
+
+def jobs(archs: list[str], repeats: int) -> None:
+    """Whole jobs with the shortcut on and off, alternating fresh processes; medians and on/off."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    for arch in archs:
+        t: dict[str, list[float]] = {"on": [], "off": []}
+        for i in range(repeats):
+            for gate in ("on", "off") if i % 2 == 0 else ("off", "on"):
+                load = os.getloadavg()[0]
+                out = subprocess.run([sys.executable, "-c", JOB, arch, gate], env=env, cwd=root, check=True,
+                                     capture_output=True, text=True).stdout
+                r = json.loads(out.strip().splitlines()[-1])
+                t[gate].append(r["wall_s"])
+                print(f"  {arch:<20} shortcut {gate:<3} {r['wall_s']:6.1f} s, training {r['img_s']:6.1f} img/s, "
+                      f"test {r['test_top1']}  (load {load:.1f})", flush=True)
+        on, off = statistics.median(t["on"]), statistics.median(t["off"])
+        print(f"{arch}: shortcut off {off:.1f} s, on {on:.1f} s (medians of {repeats}): off/on {off / on:.2f}x",
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--jobs", action="store_true", help="whole confirm jobs with the shortcut on and off")
+    ap.add_argument("--archs", nargs="+", default=["mobile_former_151m", "mobilevit_xs"])
+    ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
+    if a.jobs:
+        print("load before:", open("/proc/loadavg").read().split()[:3], flush=True)
+        jobs(a.archs, a.repeats)
+        return
     torch.set_num_threads(1)
     from nas.runtime import Runtime
 

@@ -39,7 +39,8 @@ _POINTWISE_AS_LINEAR: bool | None = None  # pointwise_as_linear(), decided once 
 def pointwise_as_linear() -> bool:
     """Whether `Conv2d` runs a pointwise conv as `F.linear`: where torch's matrix products take MKL's fast
     kernels, i.e. on an AMD CPU with `nas.blas`'s shim preloaded (as `nas` runs), or on an Intel CPU (MKL's own
-    path there; not measured on one). On an AMD CPU without the shim, MKL's generic kernels make it slower than
+    path there: whole confirm jobs 1.07x for mobile_former_151m and 1.01x for mobilevit_xs on one AMX Xeon,
+    BENCHMARKS.md "An Intel machine"). On an AMD CPU without the shim, MKL's generic kernels make it slower than
     oneDNN's convolution (a mobilevit_xs job's training 0.93x; BENCHMARKS.md, "Pointwise convolutions").
     Decided when the first `Conv2d` is built (a compiled forward then reads a plain bool)."""
     global _POINTWISE_AS_LINEAR
