@@ -39,8 +39,21 @@ class Proposal:
     status: str  # "over_budget" | "under_band" | "duplicate"
 
 
+class DriverOnly:
+    """Mixin for the objects that call back into the live run, whose recorder holds the loaded dataset: Ray Tune
+    pickles its Tuner, search algorithm and callbacks included, into `tuner.pkl` for `Tuner.restore`, which this
+    tool never uses (a run resumes from its own folder: `nas search --resume`). Pickled, they keep nothing, so
+    that file no longer holds the dataset (55 MB of Fashion-MNIST per Tuner, several per run, before)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        pass
+
+
 @dataclass
-class SearchHooks:
+class SearchHooks(DriverOnly):
     """How the searcher tells the run what happened (the run folder is written there, not here)."""
 
     on_refused: Callable[[Proposal], None]
@@ -203,4 +216,4 @@ class JobQueue(Searcher):
         raise RuntimeError("resume through the run folder: its rows say which jobs are done")
 
 
-__all__ = ["BudgetedSearcher", "JobQueue", "SearchHooks", "Proposal", "METRIC"]
+__all__ = ["BudgetedSearcher", "DriverOnly", "JobQueue", "SearchHooks", "Proposal", "METRIC"]

@@ -24,11 +24,11 @@ from nas.runtime import Runtime
 from nas.space import SearchSpace
 from nas.tuning.schedulers import MAddsBandedASHA
 from nas.tuning.scoring import score_with_pool
-from nas.tuning.searcher import BudgetedSearcher, JobQueue, SearchHooks
+from nas.tuning.searcher import BudgetedSearcher, DriverOnly, JobQueue, SearchHooks
 from nas.tuning.trainables import supernet_trainable, trainable
 
 
-class _Progress(tune.Callback):
+class _Progress(DriverOnly, tune.Callback):
     def __init__(self, on_result: Callable[[dict[str, Any]], None]):
         self.on_result = on_result
 
@@ -73,7 +73,7 @@ def run_supernet_training(settings: dict[str, Any], run_dir: Path, *, cpus: int,
 # Callback for trials Ray itself lost (actor died) and the progress view
 
 
-class _Watch(tune.Callback):
+class _Watch(DriverOnly, tune.Callback):
     def __init__(self, on_error: Callable[[dict[str, Any], str], None], on_start: Callable[[dict[str, Any]], None]):
         self.on_error_cb, self.on_start_cb = on_error, on_start
 
