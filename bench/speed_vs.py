@@ -43,6 +43,17 @@ print(json.dumps({"wall_s": time.perf_counter() - t, "train_s": train_s, "status
 """
 
 
+def cpu() -> str:
+    """The CPU's model name and core count: ratios here are a machine's (the MKL shim wins on AMD only)."""
+    try:
+        model = next(x.split(":", 1)[1].strip() for x in open("/proc/cpuinfo") if x.startswith("model name"))
+    except (OSError, StopIteration):  # pragma: no cover - not Linux
+        import platform
+
+        model = platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} cores"
+
+
 def worktree(rev: str) -> Path:
     d = Path(f"/tmp/nas-{rev}")
     if not d.is_dir():
@@ -100,6 +111,7 @@ def main() -> None:
                     help="run the old tree's jobs with the MKL shim too (an A/B of a change after it), two sides")
     a = ap.parse_args()
     old = worktree(a.rev)
+    print(f"machine: {cpu()}; load before {os.getloadavg()[0]:.1f}", flush=True)
     if a.search:
         print(f"old: {a.rev} ({old}), new: this tree ({ROOT}); nas search --budget 300M --no-confirm")
         compare_search(old, a.repeats)
