@@ -53,8 +53,8 @@ def run_one(job: dict) -> dict:
     ck = CHECKPOINTS / f"{Path(job['arch']).stem}-s{job['seed']}-{job['steps']}.pt"
     r = train_arch(job["arch"], data, p, final=True, runtime=Runtime(threads=1), checkpoint=ck)
     return {**job, "status": r.status, "resumed_after_epoch": r.resumed_after_epoch, "test_top1": r.test_top1,
-            "val_top1": r.val_top1, "wall_s": r.wall_s, "train_images_per_s": r.train_images_per_s, "proxy_hash": p.hash, "epochs": p.epochs,
-            "train_images": p.train_images, "load": load, "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "val_top1": r.val_top1, "wall_s": r.wall_s, "train_images_per_s": r.train_images_per_s,
+            "proxy_hash": p.hash, "epochs": p.epochs, "train_images": p.train_images, "load": load, "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def summarize(rows: list[dict], a: str, b: str, steps: int) -> None:

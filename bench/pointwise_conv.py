@@ -9,18 +9,16 @@ warm-up calls) and the largest gap between the two outputs, with the machine loa
 
     .venv/bin/python bench/pointwise_conv.py --jobs [--archs mobile_former_151m mobilevit_xs] [--repeats 3]
 
-`--jobs` times whole confirm-protocol jobs instead (`train_arch(..., final=True)`, 1 thread, as
-`bench/speed_vs.py`), with the shortcut on and off (`nas.blocks.common.pointwise_as_linear` forced), alternating
+`--jobs` times whole confirm-protocol jobs instead (`bench/speed_vs.py`'s job: `train_arch(..., final=True)`,
+1 thread), with the shortcut on and off (`nas.blocks.common.pointwise_as_linear` forced), alternating
 fresh processes so that both see the same load: the A/B of the gate on this machine's CPU.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -64,34 +62,20 @@ def shape_row(batch: int, ci: int, h: int, co: int) -> str:
     return f"| {ci}, {h}x{h}, {co} | {fc:.3f} / {fl:.3f} | {bc:.3f} / {bl:.3f} | {bc / bl:.2f}x | {gap:.1e} |"
 
 
-JOB = """
-import json, sys, time, torch
-torch.set_num_threads(1)
-import nas.blocks.common as common
-common._POINTWISE_AS_LINEAR = sys.argv[2] == "on"
-from nas.data import load_dataset
-from nas.train import load_proxy, train_arch
-data, p = load_dataset(None), load_proxy("confirm")
-t = time.perf_counter()
-r = train_arch(sys.argv[1], data, p, threads=1, final=True)
-print(json.dumps({"wall_s": time.perf_counter() - t, "test_top1": r.test_top1, "img_s": r.train_images_per_s}))
-"""
-
-
 def jobs(archs: list[str], repeats: int) -> None:
-    """Whole jobs with the shortcut on and off, alternating fresh processes; medians and on/off."""
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    """Whole jobs with the shortcut on and off (`speed_vs.job`, the gate forced before anything is built),
+    alternating fresh processes; medians and off/on."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from speed_vs import ROOT, job
+
     for arch in archs:
         t: dict[str, list[float]] = {"on": [], "off": []}
         for i in range(repeats):
             for gate in ("on", "off") if i % 2 == 0 else ("off", "on"):
                 load = os.getloadavg()[0]
-                out = subprocess.run([sys.executable, "-c", JOB, arch, gate], env=env, cwd=root, check=True,
-                                     capture_output=True, text=True).stdout
-                r = json.loads(out.strip().splitlines()[-1])
+                r = job(ROOT, arch, prelude=f"import nas.blocks.common as c; c._POINTWISE_AS_LINEAR = {gate == 'on'}\n")
                 t[gate].append(r["wall_s"])
-                print(f"  {arch:<20} shortcut {gate:<3} {r['wall_s']:6.1f} s, training {r['img_s']:6.1f} img/s, "
+                print(f"  {arch:<20} shortcut {gate:<3} {r['wall_s']:6.1f} s, training {r['train_s']:5.1f} s, "
                       f"test {r['test_top1']}  (load {load:.1f})", flush=True)
         on, off = statistics.median(t["on"]), statistics.median(t["off"])
         print(f"{arch}: shortcut off {off:.1f} s, on {on:.1f} s (medians of {repeats}): off/on {off / on:.2f}x",

@@ -62,10 +62,11 @@ def worktree(rev: str) -> Path:
     return d
 
 
-def job(tree: Path, arch: str, env: dict | None = None) -> dict:
+def job(tree: Path, arch: str, env: dict | None = None, prelude: str = "") -> dict:
+    """One whole job of `arch` by the code in `tree`, in a fresh process; `prelude`: Python run before it."""
     env = {**(os.environ if env is None else env), "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", JOB, arch], env=env, cwd=tree, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run([sys.executable, "-c", prelude + JOB, arch], env=env, cwd=tree, capture_output=True,
+                         text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
