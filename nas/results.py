@@ -37,7 +37,7 @@ _SCHEMA: dict[str, str] = {
     "published_top1": "float", "published_madds_m": "float",
     "config_path": "str", "rebuild_cmd": "str",
     "proxy_hash": "str", "dataset": "str", "started_at": "str", "finished_at": "str",
-    "test_top1": "float", "eval_set": "str", "steps": "int", "resumed_after_epoch": "int",
+    "test_top1": "float", "eval_set": "str", "steps": "int", "resumed_after_epoch": "int", "reused_from": "str",
 }
 TRIAL_COLUMNS: list[str] = list(_SCHEMA)
 """The fixed trial columns, in file order (knob columns are inserted after ``attention``)."""
@@ -52,7 +52,8 @@ TRAINED: tuple[str, ...] = ("completed", "early_stopped", "failed", "nan")
 # ``confirm@<steps>``, a higher rung of the ladder (nas.search.ladder). A row's ``steps`` is the optimizer steps
 # it trained (`ProxyConfig.steps_on`; 0: a run from before steps were recorded); ``resumed_after_epoch``, the
 # epochs a killed job's checkpoint held when it went on in a later process (0: trained in one go; its `wall_s`
-# counts all its processes).
+# counts all its processes); ``reused_from``, where a row taken instead of trained came from (a baseline from
+# the cross-run cache: `results/.cache/baselines.parquet`; "": trained by this run).
 PARETO_EXTRA = "gain_vs_published"
 """pareto.csv's extra column: val top-1 minus the best published *architecture* at <= MAdds, both
 trained under the same search protocol (not the published paper numbers)."""

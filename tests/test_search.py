@@ -633,3 +633,24 @@ def test_the_summary_counts_reused_baselines_apart_and_rates_only_this_invocatio
                             refused=14, wall_s=70.0, search_s=30.0, jobs_here=5)
     first = summary_lines(resumed)[0]
     assert "reused" not in first and first.endswith("(10.0 architectures/min)")
+
+
+def test_a_cached_baseline_says_so_in_reused_from_and_leaves_error_empty(tmp_path):
+    """A baseline taken from the cross-run cache is a completed row whose `reused_from` names the cache, with no
+    error text (a pandas user who filters rows by `error` finds failures only); runs written before the column
+    (the note in `error`) still count as reused."""
+    from nas.search.plan import SearchOptions, plan_search
+    from nas.search.recorder import LEGACY_REUSED_NOTE, RunRecorder
+
+    plan = plan_search(SearchOptions(budget="300M", results_root=str(tmp_path), name="r", screen_samples=200))
+    rec = RunRecorder(plan, total=len(plan.baselines))
+    first, second = plan.baselines[:2]
+    rec.add_cached(first, {"status": "completed", "val_top1": 55.5, "epochs_done": 2, "error": ""})
+    assert rec.reused() == 1
+    rec.write_rows()
+    row = pd.read_csv(plan.run_dir / "trials.csv", keep_default_na=False).set_index("trial").loc[first.trial]
+    assert row["status"] == "completed" and row["val_top1"] == 55.5 and row["error"] == ""
+    assert row["reused_from"] == str(tmp_path / ".cache" / "baselines.parquet")
+    rec.add_cached(second, {"status": "completed", "val_top1": 50.0, "epochs_done": 2})
+    rec.rows[second.key].update(reused_from="", error=LEGACY_REUSED_NOTE)
+    assert rec.reused() == 2

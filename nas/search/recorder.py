@@ -49,8 +49,9 @@ def finite(v: Any) -> bool:
         return False
 
 
-# The `error` note of a baseline row taken from the baseline cache instead of trained (`RunRecorder.add_cached`).
-REUSED_NOTE = "reused from results/.cache/baselines.parquet (same arch, protocol, seed, data and code)"
+# A baseline row taken from the baseline cache instead of trained (`RunRecorder.add_cached`) says so in its
+# `reused_from` column. Runs written before that column existed said it in `error`, with this text.
+LEGACY_REUSED_NOTE = "reused from results/.cache/baselines.parquet (same arch, protocol, seed, data and code)"
 
 
 class RunRecorder:
@@ -87,7 +88,7 @@ class RunRecorder:
 
     def reused(self, kind: str = "baseline", stage: str = "search") -> int:
         """Rows of `kind` and `stage` taken from the baseline cache, not trained by this run."""
-        return sum(1 for r in self.trained(kind, stage) if r.get("error") == REUSED_NOTE)
+        return sum(1 for r in self.trained(kind, stage) if r.get("reused_from") or r.get("error") == LEGACY_REUSED_NOTE)
 
     def is_trained(self, job: TrialJob) -> bool:
         r = self.rows.get(job.key)
@@ -191,7 +192,7 @@ class RunRecorder:
                   "resumed_after_epoch"):
             if k in cached:
                 row[k] = cached[k]
-        row["error"] = REUSED_NOTE
+        row["reused_from"] = str(self.cache.path)
         self.rows[job.key] = row
 
     # -- files ---------------------------------------------------------------------------------------
