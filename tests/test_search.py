@@ -188,6 +188,10 @@ def test_unreachable_cluster_is_one_message(tmp_path):
 def test_budget_nothing_fits(capsys):
     code, err = _cli(["search", "--budget", "1M", "--dry-run"], capsys)
     assert code != 0 and "smallest it can reach" in err and "fix: raise --budget" in err
+    # a band above the largest networks of the space: the fix names a budget that reaches them
+    code, err = _cli(["search", "--budget", "20G", "--dry-run"], capsys)
+    assert code == 2 and "falls in the band [10G, 20G]" in err and "fix: give a --budget of at most" in err
+    assert len(err.strip().splitlines()) == 2 and "Traceback" not in err
 
 
 def test_unknown_knob_and_malformed_space(tmp_path, capsys):
