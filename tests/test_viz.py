@@ -162,6 +162,13 @@ def test_points_only_trained_and_front_marked(demo):
     assert len(es) and set(es["symbol"]) == {"circle-open"}
     row = pts[pts["kind"] == "searched"].iloc[0]
     assert "num_tokens=" in row["hover"] and row["rebuild_cmd"] in row["hover"] and row["arch_id"] in row["hover"]
+    assert not any("reused from" in h for h in pts["hover"])
+    # a baseline the run took from the cross-run cache says so on its card
+    t = demo.trials.copy()
+    b = t.index[(t["kind"] == "baseline") & R.eligible_mask(t)][0]
+    t.loc[b, "reused_from"] = "results/.cache/baselines.parquet"
+    hover = viz.compute_points(t).set_index("trial").loc[t.loc[b, "trial"], "hover"]
+    assert "not trained by this run: reused from results/.cache/baselines.parquet" in hover
 
 
 def test_summary_counts_and_gain(demo):

@@ -57,6 +57,8 @@ def hover_text(row: pd.Series, knobs: Sequence[str]) -> str:
              f"{int(row['epochs_done'])} epochs",
              f"MAdds {fmt(row['madds_m'], 1, ' M')}, params {fmt(row['params_m'], 2, ' M')}",
              f"fusion {e(str(row['fusion']) or '-')}, attention {e(str(row['attention']) or '-')}"]
+    if str(row.get("reused_from") or ""):
+        lines.append(f"not trained by this run: reused from {e(str(row['reused_from']))}")
     if math.isfinite(num(row.get("published_top1"))):
         lines.append(f"published ImageNet top-1 {fmt(row['published_top1'], 1, '%')} at "
                      f"{fmt(row['published_madds_m'], 0, ' M')} MAdds")
