@@ -658,3 +658,52 @@ def test_a_cached_baseline_says_so_in_reused_from_and_leaves_error_empty(tmp_pat
     rec.add_cached(second, {"status": "completed", "val_top1": 50.0, "epochs_done": 2})
     rec.rows[second.key].update(reused_from="", error=LEGACY_REUSED_NOTE)
     assert rec.reused() == 2
+
+
+def _two_workers(db: Path, lag: int | None, finish_order: str) -> list[list]:
+    """The real searcher on the shipped space at 300M, as Ray Tune drives it with 2 jobs at once: each job's
+    top-1 comes from its arch id, and which of the 2 running jobs finishes first is `finish_order`'s letter
+    ("o": the older, "n": the newer). Returns every proposal in order: [number, status, arch id]."""
+    import hashlib
+
+    from nas.space import load_space
+    from nas.tuning import BudgetedSearcher, SearchHooks
+
+    log: list[list] = []
+    hooks = SearchHooks(on_refused=lambda p: log.append([p.number, p.status, p.arch.arch_id]),
+                        on_finished=lambda *a: None, known_result=lambda a: None)
+    s = BudgetedSearcher(space=load_space(None), budget=300_000_000, min_budget=0.5, objective="top1",
+                         storage_url=f"sqlite:///{db}", study_name="s", seed=0, trials=10, jobs=[], hooks=hooks,
+                         lag=lag)
+    running: list[tuple[str, dict]] = []
+    asked = done = 0
+    while done < 10:
+        while len(running) < 2 and asked < 10:
+            cfg = s.suggest(f"x{asked}")
+            if cfg is None:  # waits for a job still running
+                break
+            log.append([cfg["number"], "sent", cfg["arch_id"]])
+            running.append((f"x{asked}", cfg))
+            asked += 1
+        pick = 0 if finish_order[done % len(finish_order)] == "o" or len(running) == 1 else 1
+        tid, cfg = running.pop(pick)
+        top1 = int(hashlib.sha1(cfg["arch_id"].encode()).hexdigest()[:6], 16) / 0xFFFFFF * 100
+        s.on_trial_complete(tid, {"val_top1": top1, "madds_m": cfg["madds_m"], "final": True, "status": "completed"})
+        done += 1
+    s.release_all()
+    import optuna
+
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
+    return log
+
+
+def test_results_told_in_the_order_sent_give_the_same_proposals_however_jobs_finish(tmp_path):
+    """With 2 jobs at once, the order in which they finish changes what TPE has been told at each proposal,
+    and so what it proposes; told in the order sent (all but the last `lag`), the proposals are the same."""
+    orders = ("o", "n", "onn", "nno")
+    ordered = [_two_workers(tmp_path / f"ordered-{o}.db", 2, o) for o in orders]
+    assert all(x == ordered[0] for x in ordered[1:])
+    assert sum(p[1] == "sent" for p in ordered[0]) == 10
+    told_at_once = [_two_workers(tmp_path / f"at-once-{o}.db", None, o) for o in orders]
+    assert any(x != told_at_once[0] for x in told_at_once[1:])  # what the ordered telling is for

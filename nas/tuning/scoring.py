@@ -62,8 +62,10 @@ def score_with_pool(searcher: BudgetedSearcher, n: int, *, workers: int, cpus_pe
             while idle and not exhausted and asked < n:
                 tid = f"score-{asked:05d}"
                 cfg = searcher.suggest(tid)
-                if cfg is None or cfg == Searcher.FINISHED:
+                if cfg == Searcher.FINISHED or (cfg is None and not flying):
                     exhausted = True
+                    break
+                if cfg is None:  # the searcher waits for a result still in flight (ordered telling)
                     break
                 asked += 1
                 on_start(cfg)

@@ -7,6 +7,12 @@ outside the budget band is told to Optuna as a completed trial that violates its
 ``over_budget`` (or ``under_band``) row through the run's hooks, and never reaches Ray; Optuna is asked
 again. An architecture the run trained already is told its recorded result (``duplicate``), never retrained.
 Fixed jobs (`nas.jobs.TrialJob`: published baselines) are handed out before the searched ones.
+
+Same seed, same proposals, however the jobs' times fall (`lag`): with several jobs at once, results come back in
+an order that depends on each job's time, and a sampler told each result as it came would propose after what
+happened to finish. So the searcher holds each result back and tells Optuna the results of the jobs it sent in
+the order it sent them, all but the last `lag` before each proposal: what TPE knows at its k-th proposal is then
+the same in every run. A proposal waits (Tune asks again) while a job that far back is still running.
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ class BudgetedSearcher(Searcher):
     def __init__(self, *, space: SearchSpace, budget: int, min_budget: float, objective: str,
                  storage_url: str, study_name: str, seed: int, trials: int, jobs: list[TrialJob],
                  hooks: SearchHooks, sampler: str | None = None, train_seed: int = 0, trial_gpus: float = 0.0,
-                 max_attempts: int = 400):
+                 max_attempts: int = 400, lag: int | None = None):
         metric: str | list[str] = METRIC if objective == "top1" else [METRIC, "madds_m"]
         mode: str | list[str] = "max" if objective == "top1" else ["max", "min"]
         super().__init__(metric=metric, mode=mode)
@@ -89,6 +95,12 @@ class BudgetedSearcher(Searcher):
         self.refused = 0
         self.stopped: set[str] = set()  # trial ids the early-stopping scheduler stopped
         self.interrupted = False
+        # ordered telling (module docstring); None: each result is told when it comes back
+        self.lag = None if lag is None else max(0, int(lag))
+        self.order: list[str] = []  # Tune trial ids of the searched jobs sent, in the order sent
+        self.released = 0  # how many of `order` Optuna has been told
+        self.held: dict[str, Callable[[], float | None]] = {}  # finished, not told yet: tells it, returns the value
+        self.dups: dict[str, list[tuple[optuna.trial.Trial, int]]] = {}  # sent trial -> later proposals of its arch
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True  # the space, metric and mode are this searcher's own
@@ -99,6 +111,8 @@ class BudgetedSearcher(Searcher):
             cfg = self.pending_jobs.pop(0)
             self.fixed[trial_id_] = cfg
             return cfg
+        if not self._release():
+            return None  # a job `lag` proposals back is still running: Tune asks again later
         for _ in range(self.max_attempts):
             ot_trial = self.study.ask()
             sample_arch(ot_trial, self.nas_space)  # define-by-run: the suggest_* calls are the space
@@ -108,6 +122,13 @@ class BudgetedSearcher(Searcher):
             n = ot_trial.number
             if madds > self.budget or madds < self.low:
                 self._tell_infeasible(ot_trial, arch, madds, params)
+                continue
+            first = self._untold(arch.arch_id)
+            if first is not None:  # sent already, its result not told yet: told that result when it is
+                set_budget_constraint(ot_trial, 0.0)
+                ot_trial.set_user_attr("status", "duplicate")
+                self.dups.setdefault(first, []).append((ot_trial, madds))
+                self.hooks.on_refused(Proposal(n, params, arch, madds, "duplicate"))
                 continue
             known = self.hooks.known_result(arch.arch_id)
             if known is not None:  # this architecture was trained already: reuse, never retrain
@@ -123,8 +144,44 @@ class BudgetedSearcher(Searcher):
             cfg = TrialJob(kind="searched", trial=trial_id(n), number=n, params=params, arch_id=arch.arch_id,
                            madds_m=madds / 1e6, seed=self.train_seed, gpus=self.trial_gpus, family=arch.family).to_config()
             self.sent[trial_id_] = cfg
+            self.order.append(trial_id_)
             return cfg
         return Searcher.FINISHED
+
+    def _untold(self, arch_id: str) -> str | None:
+        """The trial id of a searched job of `arch_id` sent and not yet told to Optuna (ordered telling only)."""
+        if self.lag is None:
+            return None
+        return next((t for t in self.order[self.released:] if self.sent[t]["arch_id"] == arch_id), None)
+
+    def _release(self) -> bool:
+        """Tell Optuna the held results of the jobs sent, in the order sent, all but the last `lag`; False while
+        one of those is still running."""
+        if self.lag is None:
+            return True
+        while self.released < len(self.order) - self.lag:
+            if not self._tell_next():
+                return False
+        return True
+
+    def _tell_next(self) -> bool:
+        tid = self.order[self.released]
+        tell = self.held.pop(tid, None)
+        if tell is None:
+            return False
+        value = tell()
+        for ot, madds in self.dups.pop(tid, []):  # the same architecture proposed again meanwhile
+            if value is None:
+                self.study.tell(ot, state=optuna.trial.TrialState.FAIL)
+            else:
+                self.study.tell(ot, values_of(self.objective, value, madds / 1e6))
+        self.released += 1
+        return True
+
+    def release_all(self) -> None:
+        """At the end of a search: tell Optuna every held result, in order (a job still running stays so)."""
+        while self.lag is not None and self.released < len(self.order) and self._tell_next():
+            pass
 
     def _tell_infeasible(self, ot_trial: optuna.trial.Trial, arch: Any, madds: int, params: dict[str, Any]) -> None:
         over = madds > self.budget
@@ -168,6 +225,7 @@ class BudgetedSearcher(Searcher):
             # stopped by Ctrl-C mid-training: no row; the resume re-runs it with the same params
             self.interrupted = True
             self._fail(trial_id_, interrupted=True)
+            self._settle(trial_id_, lambda: None)
             return
         if cfg is not None:  # write the row first: a kill after this loses nothing
             self.hooks.on_finished(cfg, result, error)
@@ -175,14 +233,28 @@ class BudgetedSearcher(Searcher):
             return
         status = result.get("status")
         if error or status in ("failed", "nan") or result.get(METRIC) is None:
-            self._fail(trial_id_, status=status or "failed")
+            self._settle(trial_id_, lambda: self._fail(trial_id_, status=status or "failed"))
             return
-        ot = self.live.pop(trial_id_)
-        ot.set_user_attr("status", status or "completed")
-        try:
-            self.study.tell(ot, values_of(self.objective, float(result[METRIC]), float(result.get("madds_m", 0.0))))
-        except ValueError:  # a value Optuna refuses (NaN): the trial counts as failed
-            self.study.tell(ot, state=optuna.trial.TrialState.FAIL)
+
+        def tell() -> float | None:
+            ot = self.live.pop(trial_id_)
+            ot.set_user_attr("status", status or "completed")
+            value = float(result[METRIC])
+            try:
+                self.study.tell(ot, values_of(self.objective, value, float(result.get("madds_m", 0.0))))
+            except ValueError:  # a value Optuna refuses (NaN): the trial counts as failed
+                self.study.tell(ot, state=optuna.trial.TrialState.FAIL)
+                return None
+            return value
+
+        self._settle(trial_id_, tell)
+
+    def _settle(self, trial_id_: str, tell: Callable[[], float | None]) -> None:
+        """Tell a finished job's result now, or (ordered telling) hold it until `_release` reaches it."""
+        if self.lag is None or trial_id_ not in self.sent:
+            tell()
+        else:
+            self.held[trial_id_] = tell
 
 
 class JobQueue(Searcher):

@@ -23,7 +23,7 @@ from nas.jobs import Resources, TrialJob
 from nas.runtime import Runtime
 from nas.space import SearchSpace
 from nas.tuning.schedulers import MAddsBandedASHA
-from nas.tuning.scoring import score_with_pool
+from nas.tuning.scoring import QUEUE_DEPTH, score_with_pool
 from nas.tuning.searcher import BudgetedSearcher, DriverOnly, JobQueue, SearchHooks
 from nas.tuning.trainables import supernet_trainable, trainable
 
@@ -124,22 +124,30 @@ def run_tune(spec: TuneSpec, hooks: SearchHooks, *, on_error: Callable[[dict[str
     """Run the fixed jobs, then the searched trials, through one Ray Tune `Tuner`; returns the searcher."""
     res = spec.resources
     jobs = [j.replace(gpus=res.gpus_per_trial) for j in spec.jobs]
+    # results are told to Optuna in the order the jobs were sent, all but as many as can be in flight at once
+    # (`BudgetedSearcher`): the same seed gives the same proposals however the jobs' times fall
+    in_flight = res.max_concurrent * (QUEUE_DEPTH if spec.supernet else 1)
     searcher = BudgetedSearcher(space=spec.space, budget=spec.budget, min_budget=spec.min_budget,
                                 objective=spec.objective, storage_url=spec.storage_url, study_name=spec.study_name,
                                 seed=spec.seed, trials=spec.trials, jobs=jobs, hooks=hooks, sampler=spec.sampler,
-                                train_seed=int(spec.proxy["seed"]), trial_gpus=res.gpus_per_trial)
+                                train_seed=int(spec.proxy["seed"]), trial_gpus=res.gpus_per_trial, lag=in_flight)
     scheduler = (MAddsBandedASHA(budget=spec.budget, max_t=spec.epochs, stopped=searcher.stopped)
                  if spec.early_stop else FIFOScheduler())
-    if spec.supernet:  # one-shot: scored by a pool of workers that hold the supernet, no Tune trial per job
-        rt = spec.runtime.replace(threads=max(1, int(res.cpus_per_trial)))
-        score_with_pool(searcher, spec.trials + len(jobs), workers=res.max_concurrent, cpus_per_worker=res.cpus_per_trial,
-                        worker_kw=dict(space=spec.space.raw, proxy=spec.proxy, data=spec.data, supernet=spec.supernet,
-                                       calibration=spec.calibration, images=spec.score_images,
-                                       runtime=rt.to_dict()),
-                        on_error=on_error, on_start=on_start)
-        return searcher
-    _fit(searcher, scheduler, spec.trials + len(jobs), space=spec.space, proxy=spec.proxy, data=spec.data,
-         resources=res, storage_path=spec.storage_path, on_error=on_error, on_start=on_start, runtime=spec.runtime)
+    try:
+        if spec.supernet:  # one-shot: scored by a pool of workers that hold the supernet, no Tune trial per job
+            rt = spec.runtime.replace(threads=max(1, int(res.cpus_per_trial)))
+            score_with_pool(searcher, spec.trials + len(jobs), workers=res.max_concurrent,
+                            cpus_per_worker=res.cpus_per_trial,
+                            worker_kw=dict(space=spec.space.raw, proxy=spec.proxy, data=spec.data,
+                                           supernet=spec.supernet, calibration=spec.calibration,
+                                           images=spec.score_images, runtime=rt.to_dict()),
+                            on_error=on_error, on_start=on_start)
+        else:
+            _fit(searcher, scheduler, spec.trials + len(jobs), space=spec.space, proxy=spec.proxy, data=spec.data,
+                 resources=res, storage_path=spec.storage_path, on_error=on_error, on_start=on_start,
+                 runtime=spec.runtime)
+    finally:
+        searcher.release_all()
     return searcher
 
 
