@@ -7,7 +7,9 @@ architecture, alternating old and new code in fresh processes so that both see t
     .venv/bin/python bench/speed_vs.py --rev 3e8f38d --same-blas   # one change, both sides with the MKL shim
 
 `--search` times the default search stage instead: `nas search --budget 300M --no-confirm` (same space,
-protocol and seed in both versions, so the same proposals), each run into a fresh results folder (no cached
+protocol and seed in both versions; since 42f2e5d this tree tells Optuna the results in the order the jobs were
+sent, so from about the 7th proposal on it trains another set than the old code, whose set varied from run to
+run anyway), each run into a fresh results folder (no cached
 baselines), and reports its wall time and the median training images/s of its trained jobs.
 
 The old code runs from a `git worktree` of REV under /tmp (made once, kept); both use this .venv's packages.
