@@ -709,8 +709,8 @@ def check_budget(space: SearchSpace, budget: int, *, min_budget: float = 0.0, sa
             f"raise --budget to at least {format_madds(math.ceil(sc.min_madds / 1e6) * 1e6)}, or search a space "
             "with smaller knobs (--space)")
     if sc.share_in_band == 0:
-        if sc.max_madds < sc.low:  # the whole band lies above the largest networks the space reaches
-            fix = (f"give a --budget of at most {format_madds(sc.max_madds / max(min_budget, 1e-9))} (the band's floor is "
+        if sc.max_madds < sc.low:  # the band lies above the space's largest networks (so min_budget > 0)
+            fix = (f"give a --budget of at most {format_madds(sc.max_madds / min_budget)} (the band's floor is "
                    f"{min_budget:g} x the budget), or --min-budget 0 to search every network under this one")
         else:
             fix = "lower --min-budget (e.g. 0.2 or 0), or change --budget"

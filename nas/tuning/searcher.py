@@ -154,12 +154,12 @@ class BudgetedSearcher(Searcher):
             return None
         return next((t for t in self.order[self.released:] if self.sent[t]["arch_id"] == arch_id), None)
 
-    def _release(self) -> bool:
-        """Tell Optuna the held results of the jobs sent, in the order sent, all but the last `lag`; False while
-        one of those is still running."""
+    def _release(self, keep: int | None = None) -> bool:
+        """Tell Optuna the held results of the jobs sent, in the order sent, all but the last `keep` (default
+        `lag`); False while one of those is still running."""
         if self.lag is None:
             return True
-        while self.released < len(self.order) - self.lag:
+        while self.released < len(self.order) - (self.lag if keep is None else keep):
             if not self._tell_next():
                 return False
         return True
@@ -180,8 +180,7 @@ class BudgetedSearcher(Searcher):
 
     def release_all(self) -> None:
         """At the end of a search: tell Optuna every held result, in order (a job still running stays so)."""
-        while self.lag is not None and self.released < len(self.order) and self._tell_next():
-            pass
+        self._release(keep=0)
 
     def _tell_infeasible(self, ot_trial: optuna.trial.Trial, arch: Any, madds: int, params: dict[str, Any]) -> None:
         over = madds > self.budget
