@@ -83,12 +83,23 @@ def test_a_pointwise_conv_of_a_channels_last_map_is_a_linear_with_the_plain_conv
     assert len(linear_calls) == 1
 
 
-def test_pointwise_as_linear_follows_mkls_kernel_path():
-    from nas.blas import active, amd_x86
-    from nas.blocks.common import pointwise_as_linear
+@pytest.mark.parametrize("mkl, amd, shim, want", [
+    (True, False, False, True),   # an Intel CPU: MKL's own fast kernels
+    (True, True, True, True),     # an AMD CPU with nas.blas's shim preloaded (as `nas` runs)
+    (True, True, False, False),   # an AMD CPU without it: MKL's generic kernels, slower than oneDNN's conv
+    (False, False, False, False),  # no MKL: torch's own products
+])
+def test_pointwise_as_linear_only_where_mkl_takes_its_fast_kernels(mkl, amd, shim, want, monkeypatch):
+    from nas import blas
+    from nas.blocks import common
 
-    want = torch.backends.mkl.is_available() and (active() if amd_x86() else True)
-    assert pointwise_as_linear() == want
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: mkl)
+    monkeypatch.setattr(blas, "amd_x86", lambda: amd)
+    monkeypatch.setattr(blas, "active", lambda: amd and shim)
+    monkeypatch.setattr(common, "_POINTWISE_AS_LINEAR", None)  # decided once per process: decide again
+    assert common.pointwise_as_linear() is want
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: not mkl)
+    assert common.pointwise_as_linear() is want  # kept for the process, as a compiled forward reads it
 
 
 def test_one_token_attention_equals_sdpa():
