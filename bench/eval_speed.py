@@ -5,9 +5,12 @@ confirm protocol, scored once each in a fresh process after 20 training steps, u
 - ``fold32``: the conv-BatchNorm pairs folded (`nas.blocks.common.batchnorm_folded`), batch 32;
 - ``fold64``: folded, batch 64;
 - ``now``: what `nas.train.evaluate_metrics` does: folded, from batch `eval_batch_size(16)` = 32 grown on the
-  CPU while the largest activation map of the batch fits 16 MiB (`nas.train.loop.cpu_eval_batch`).
+  CPU while the largest activation map of the batch fits 16 MiB (`nas.train.loop.cpu_eval_batch`), each
+  folded conv with its activation run as one oneDNN convolution (`nas.blocks.common.FoldedConvAct`);
+- ``unfused``: ``now`` with the convolution and its activation run apart, as before 2026-12-06.
 
-    .venv/bin/python bench/eval_speed.py [--archs mobile_former_151m mobilevit_xs] [--rounds 2]
+    .venv/bin/python bench/eval_speed.py [--archs mobile_former_151m mobilevit_xs] [--rounds 2] \
+        [--modes plain fold32 fold64 unfused now]
 
 Each (architecture, setting) runs in its own process, settings alternating round by round, 1 thread, with the
 MKL shim where the `nas` command would use it (nas.blas). A fresh process counts the oneDNN primitives that a
@@ -36,6 +39,9 @@ from nas.train.loop import _model, _runtime, _metrics, cpu_eval_batch, eval_batc
 from nas.train.pipeline import prepare_data, train_batch
 from nas.variants import resolve_arch
 arch, mode = sys.argv[1], sys.argv[2]
+if mode == "unfused":
+    import nas.blocks.common
+    nas.blocks.common._fusable = lambda conv, act: None
 data = load_dataset(None); p = load_proxy("confirm"); rt = _runtime(None, None, 1)
 with rt.applied():
     prep = prepare_data(data, p, rt.torch_device, final=True)
@@ -69,6 +75,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", nargs="+", default=["mobile_former_151m", "mobilevit_xs"])
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--modes", nargs="+", default=["plain", "fold32", "fold64", "unfused", "now"],
+                    choices=["plain", "fold32", "fold64", "unfused", "now"])
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from nas.blas import env_with_shim
@@ -77,12 +85,12 @@ def main() -> None:
     print(f"load before: {open('/proc/loadavg').read().split()[:3]}")
     for arch in a.archs:
         for rnd in range(a.rounds):
-            for mode in ("plain", "fold32", "fold64", "now"):
+            for mode in a.modes:
                 r = json.loads(subprocess.run([sys.executable, "-c", JOB, arch, mode], env=env, cwd=ROOT, check=True,
                                               capture_output=True, text=True).stdout.strip().splitlines()[-1])
                 print(f"{arch:<20} round {rnd + 1} {mode:<7} val {r['val_s']:.2f} s  test {r['test_s']:.2f} s  "
                       f"both {r['val_s'] + r['test_s']:.2f} s  test top-1 {r['test_top1']} loss {r['test_loss']:.6f}"
-                      + (f"  (batch {r['now_batch']})" if mode == "now" else ""),
+                      + (f"  (batch {r['now_batch']})" if mode in ("now", "unfused") else ""),
                       flush=True)
     print(f"load after: {open('/proc/loadavg').read().split()[:3]}")
 

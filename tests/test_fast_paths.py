@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.blocks.attention import MultiHeadSelfAttention
-from nas.blocks.common import Conv2d, batchnorm_folded
+from nas.blocks.common import Conv2d, FoldedConvAct, batchnorm_folded
 from nas.builder import build_model
 from nas.madds import count_madds
 from nas.profile import fvcore_profile
@@ -162,7 +162,11 @@ def test_batchnorm_folded_evaluation_equals_the_plain_model_and_puts_it_back(nam
         ref = model(x)
         with batchnorm_folded(model):
             assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) < bns / 4  # folded, nearly all
+            fused = [m for m in model.modules() if isinstance(m, FoldedConvAct)]
+            assert len(fused) > bns / 4 and {m.post_op for m in fused} >= {"none"}  # conv + bias (+ act) in oneDNN
             out = model(x)
+            plain = model(x.contiguous())  # another layout: each runs act(conv(x)) instead
+        torch.testing.assert_close(plain, ref, rtol=1e-4, atol=1e-4)
         with pytest.raises(ZeroDivisionError), batchnorm_folded(model):
             raise ZeroDivisionError
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
