@@ -125,6 +125,7 @@ def load_dataset(spec: str | os.PathLike | None = None) -> ImageData:
             for d in (root / _CIFAR_DIRS[name], root):
                 if _cifar_kind(d) == name:
                     return _load_cifar(d, name)
+            _refuse_partial_cifar(root / _CIFAR_DIRS[name])
         where = " or ".join(str(r) for r in data_roots())
         url = ("https://www.cs.toronto.edu/~kriz/" + ("cifar-10-python.tar.gz" if name == "cifar10"
                                                        else "cifar-100-python.tar.gz"))
@@ -151,6 +152,8 @@ def load_directory(path: Path) -> ImageData:
             return _load_cifar(sub, kind)
     if (path / "train").is_dir():
         return _load_image_folder(path)
+    for sub in (path, path / _CIFAR_DIRS["cifar10"], path / _CIFAR_DIRS["cifar100"]):
+        _refuse_partial_cifar(sub)
     raise DataError(f"{path} holds no dataset this tool can read",
                     "expected the 4 Fashion-MNIST IDX files, cifar-10-batches-py/ or cifar-100-python/ files, "
                     "or an ImageFolder train/<class>/*.png with val/ or test/")
@@ -238,6 +241,27 @@ def _cifar_kind(d: Path) -> str | None:
     if (d / "train").is_file() and (d / "test").is_file() and (d / "meta").is_file():
         return "cifar100"
     return None
+
+
+# the files each CIFAR layout needs (`_cifar_kind`) and those that only it has, to tell a partial folder
+_CIFAR_NEEDS = {"cifar10": ("data_batch_1", "test_batch"), "cifar100": ("train", "test", "meta")}
+_CIFAR_MARKS = {"cifar10": ("data_batch_", "test_batch", "batches.meta"), "cifar100": ("meta",)}
+
+
+def _refuse_partial_cifar(d: Path) -> None:
+    """DataError naming the missing files when `d` holds some of a CIFAR layout's files but not all it needs
+    (an archive extracted in part), so the message is not the generic 'no dataset'."""
+    if not d.is_dir():
+        return
+    names = {p.name for p in d.iterdir() if p.is_file()}
+    for kind, marks in _CIFAR_MARKS.items():
+        if not any(n.startswith(m) for n in names for m in marks):
+            continue
+        missing = [f for f in _CIFAR_NEEDS[kind] if f not in names]
+        if missing:
+            archive = "cifar-10-python.tar.gz" if kind == "cifar10" else "cifar-100-python.tar.gz"
+            raise DataError(f"{d} looks like a {kind} folder ({_CIFAR_DIRS[kind]}/) but lacks "
+                            f"{', '.join(missing)}", f"re-extract {archive} there")
 
 
 def _unpickle(path: Path) -> dict:

@@ -230,3 +230,34 @@ def test_a_dataset_without_test_split_gets_a_held_out_one():
     assert not seen & set(h.test_x[:, 0, 0, 0].tolist())  # disjoint from the training images
     assert torch.equal(with_held_out(d).test_x, h.test_x)  # fixed: the same split every time
     assert with_held_out(h) is h  # a dataset with a test split is unchanged
+
+
+def test_a_partly_extracted_cifar_folder_names_the_files_it_lacks(tmp_path, monkeypatch, capsys):
+    """A CIFAR folder missing a file the layout needs is named as such, with the files it lacks, whether it is
+    passed by path, found under a parent directory or by name under NAS_DATA_DIR; from the CLI it is one message
+    and exit 2."""
+    from nas.cli import main
+
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    (d / "data_batch_2").write_bytes(pickle.dumps(_cifar_batch(6, "labels", 10, 2)))
+    (d / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(i) for i in range(10)]}))
+    monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path))
+    for spec in (d, tmp_path, "cifar10"):
+        with pytest.raises(DataError) as e:
+            load_dataset(spec)
+        assert f"{d} looks like a cifar10 folder (cifar-10-batches-py/) but lacks data_batch_1, test_batch" \
+            in e.value.message and e.value.hint == "re-extract cifar-10-python.tar.gz there", spec
+    (d / "data_batch_1").write_bytes(pickle.dumps(_cifar_batch(6, "labels", 10, 1)))
+    with pytest.raises(DataError, match="lacks test_batch\n"):
+        load_dataset(d)
+    c = tmp_path / "c100" / "cifar-100-python"
+    c.mkdir(parents=True)
+    (c / "meta").write_bytes(pickle.dumps({"fine_label_names": [f"c{i}" for i in range(100)]}))
+    (c / "test").write_bytes(pickle.dumps(_cifar_batch(5, "fine_labels", 100, 2)))
+    with pytest.raises(DataError, match="looks like a cifar100 folder .* but lacks train\n"):
+        load_dataset(tmp_path / "c100")
+    capsys.readouterr()
+    assert main(["train", "mobilevit_xxs", "--data", str(d)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "lacks test_batch" in err[0] and err[1].strip().startswith("fix: re-extract"), err
