@@ -249,6 +249,27 @@ def test_dry_run_plans_without_training(work, capsys):
     assert not (work / "dry").exists()
 
 
+def test_the_dry_run_times_networks_of_each_macro_weighted_by_its_share_of_the_band(tmp_path):
+    """The shipped space at 300M has both macros in its band, and their jobs train at different speeds: the
+    estimate times up to 3 in-band networks of each (at the quartiles of their MAdds), weighted so that each
+    macro's weights add up to its share of the screen's in-band draws."""
+    from nas.madds import count_madds
+    from nas.search.dry_run import PROBES_PER_MACRO, family_probes
+    from nas.search.plan import SearchOptions, plan_search
+
+    plan = plan_search(SearchOptions(budget="300M", results_root=str(tmp_path), name="r", screen_samples=400))
+    probes = family_probes(plan)
+    kept = [p.get("macro") for p in plan.screen.in_band_params]
+    assert [m for m, _a, _w in probes] == [m for m in dict.fromkeys(kept) for _ in range(PROBES_PER_MACRO)]
+    for macro in set(kept):
+        mine = [(a, w) for m, a, w in probes if m == macro]
+        assert sum(w for _a, w in mine) == pytest.approx(kept.count(macro) / len(kept))
+        madds = [count_madds(a) for a, _w in mine]
+        assert madds == sorted(madds) and len(set(madds)) == len(madds)
+        assert all(plan.screen.low <= x <= plan.budget for x in madds)
+    assert {a.family for _m, a, _w in probes} == {"hybrid-MF", "hybrid-ViT"}
+
+
 def _short_data(tmp_path: Path) -> list[str]:
     """A 200-image dataset (168 training images beside the protocol's 32 of validation) and a search protocol
     asking 400: the options of a search on them."""

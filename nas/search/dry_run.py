@@ -1,7 +1,8 @@
 """The dry run: what a search would do and about how long it would take, with nothing trained.
 
-The time estimate times real training steps (one-shot: one real inherited-weight scoring) (the trainer's own step: `nas.train.time_steps`) of an
-in-band architecture at the protocol's resolution, and scales them to the plan's jobs and slots."""
+The time estimate times real training steps (the trainer's own step: `nas.train.time_steps`; one-shot: one real
+inherited-weight scoring) of one in-band architecture per macro of the space, at the protocol's resolution,
+weights them by each macro's share of the budget band, and scales them to the plan's jobs and slots."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class DryRun:
     headline: StageEstimate | None = None  # the most the headline verdict's extra seeds can add
     top: StageEstimate | None = None  # the ladder's top rung (its typical 4 architectures)
     top_steps: int = 0
+    probe_s: tuple[tuple[str, float, float], ...] = ()  # (macro, share of the band, its probes' seconds a job)
 
     @property
     def est_wall_s(self) -> float:
@@ -91,17 +93,41 @@ def stage_of(seconds: list[float], res: Resources) -> StageEstimate:
                          wall_s=schedule_s(seconds, res.max_concurrent) * slow)
 
 
-def seconds_per_image(arch: Any, proxy: Any, dataset: Any, *, threads: int) -> float:
-    """Seconds per training image of `arch` under `proxy` here: timed real training steps."""
-    from nas.train import time_steps
+@dataclass(frozen=True)
+class PerImage:
+    """Seconds per training image and per evaluated image of a network under a protocol, timed here."""
 
-    return time_steps(arch, proxy, dataset, threads=threads)
+    train: float
+    eval: float
+
+    @staticmethod
+    def mean(weighted: list[tuple[float, PerImage]]) -> PerImage:
+        total = sum(w for w, _p in weighted) or 1.0
+        return PerImage(train=sum(w * p.train for w, p in weighted) / total,
+                        eval=sum(w * p.eval for w, p in weighted) / total)
+
+
+_TIMED: dict[tuple[Any, ...], PerImage] = {}  # one process times a network once per resolution and batch
+
+
+def seconds_per_image(arch: Any, proxy: Any, dataset: Any, *, threads: int) -> PerImage:
+    """Seconds per training image (timed real training steps, the fastest of 4 after a warm-up one) and per
+    evaluated image (the trainer's evaluation of 256 validation images) of `arch` under `proxy` here. Protocols
+    of the same resolution and batch size share the timing (the ladder's rungs are one protocol stretched)."""
+    from nas.train import time_evaluation, time_steps
+
+    key = (arch.arch_id, proxy.resolution, proxy.batch_size, dataset.name, threads)
+    if key not in _TIMED:
+        _TIMED[key] = PerImage(train=time_steps(arch, proxy, dataset, threads=threads, steps=4),
+                               eval=time_evaluation(arch, proxy, dataset, threads=threads))
+    return _TIMED[key]
 
 
 def job_seconds(arch: Any, proxy: Any, dataset: Any, *, threads: int, test: bool = False,
-                per_img: float | None = None) -> float:
-    """Seconds one training job of `arch` under `proxy` takes here: timed real steps (or `per_img`, timed
-    under a protocol of the same resolution and batch size), scaled to the protocol's images and evaluations."""
+                per_img: PerImage | None = None) -> float:
+    """Seconds one training job of `arch` under `proxy` takes here: timed real steps and evaluation (or
+    `per_img`, timed under a protocol of the same resolution and batch size), scaled to the protocol's training
+    images and evaluations (the validation images every epoch, the test subset when `test`)."""
     if per_img is None:
         per_img = seconds_per_image(arch, proxy, dataset, threads=threads)
     n_test = 0
@@ -111,7 +137,7 @@ def job_seconds(arch: Any, proxy: Any, dataset: Any, *, threads: int, test: bool
     from nas.search.ladder import available_images
 
     images = min(proxy.train_images, available_images(dataset, proxy))  # what the trainer draws
-    return per_img * images * proxy.epochs + per_img / 3 * evals + 2.0
+    return per_img.train * images * proxy.epochs + per_img.eval * evals + 2.0
 
 
 def score_seconds(plan: SearchPlan, arch: Any, *, threads: int) -> float:
@@ -140,49 +166,88 @@ def score_seconds(plan: SearchPlan, arch: Any, *, threads: int) -> float:
         torch.set_num_threads(prev)
 
 
+PROBES_PER_MACRO = 3
+
+
+def family_probes(plan: SearchPlan) -> list[tuple[str, Any, float]]:
+    """(macro, architecture, weight): up to PROBES_PER_MACRO in-band architectures of each macro in the budget
+    screen's sample, at the quartiles of their MAdds, weighted so that each macro's weights add up to its share
+    of the in-band draws. The families train at different speeds (a Mobile-Former-like job took 2-3x a
+    MobileViT-like one of the same MAdds: BENCHMARKS.md), and within a family a job's time follows its MAdds
+    and depth, so one probe would set every job's time by whichever network it happened to be."""
+    from nas.madds import count_madds
+
+    groups: dict[str, list[Any]] = {}
+    for params in plan.screen.in_band_params:
+        groups.setdefault(str(params.get("macro", next(iter(plan.space.macros)))), []).append(params)
+    n = sum(len(g) for g in groups.values())
+    out = []
+    for m, g in groups.items():
+        archs = sorted((replay(p, plan.space) for p in g), key=count_madds)
+        k = min(PROBES_PER_MACRO, len(archs))
+        picks = [archs[(2 * i + 1) * len(archs) // (2 * k)] for i in range(k)]
+        out += [(m, a, len(g) / n / k) for a in picks]
+    return out
+
+
 def dry_run(plan: SearchPlan, *, confirm_proxy: Any = None, top_proxy: Any = None, copts: Any = None) -> DryRun:
     """What `plan` would do and about how long. With `copts` (the confirm options) and `confirm_proxy` the
-    confirmation's rungs are estimated job by job: candidates at the probe's timed steps, the band's published
-    variants at their own (the top rung's references are usually the band's slowest networks: BENCHMARKS.md,
+    confirmation's rungs are estimated job by job: candidates at the family probes' timed steps, the band's
+    published variants at their own (the top rung's references are usually the band's slowest networks: BENCHMARKS.md,
     "The ladder in the default run")."""
-    sc = plan.screen
     res = choose_resources(cpus=os.cpu_count() or 1, gpus=0, cpus_per_trial=plan.opts.cpus_per_trial,
                            gpus_per_trial=plan.opts.gpus_per_trial or 0, max_concurrent=plan.opts.max_concurrent)
-    probe = replay(sc.in_band_params[len(sc.in_band_params) // 2], plan.space) if sc.in_band_params else None
+    probes = family_probes(plan)
     cache = BaselineCache(Path(plan.opts.results_root), plan.runtime)
     cached = [] if plan.oneshot else [  # one-shot baselines are scored like any proposal, never cached
         b.trial for b in plan.baselines if cache.get(b.arch_id, plan.proxy.hash, plan.dataset.name, seed=b.seed)]
     n = plan.opts.trials + len(plan.baselines) - len(cached)
-    if probe is None:
-        trial_s = 0.0
-    elif plan.oneshot:
-        trial_s = score_seconds(plan, probe, threads=res.cpus_per_trial)
+    if plan.oneshot:
+        per_job = [score_seconds(plan, a, threads=res.cpus_per_trial) for _m, a, _w in probes]
     else:
-        trial_s = job_seconds(probe, plan.proxy, plan.dataset, threads=res.cpus_per_trial)
+        per_job = [job_seconds(a, plan.proxy, plan.dataset, threads=res.cpus_per_trial) for _m, a, _w in probes]
+    trial_s = sum(s * w for s, (_m, _a, w) in zip(per_job, probes))
+    by_macro: dict[str, list[float]] = {}  # macro -> [share of the band, weighted seconds]
+    for s, (m, _a, w) in zip(per_job, probes):
+        by_macro.setdefault(m, [0.0, 0.0])
+        by_macro[m][0] += w
+        by_macro[m][1] += w * s
     confirm = headline = top = None
-    if confirm_proxy is not None and probe is not None and copts is not None:
-        confirm, headline, top = _ladder_estimates(plan, copts, confirm_proxy, top_proxy, probe, res)
+    if confirm_proxy is not None and probes and copts is not None:
+        confirm, headline, top = _ladder_estimates(plan, copts, confirm_proxy, top_proxy, probes, res)
     return DryRun(plan=plan, share_by_macro=share_by_macro(plan), resources=res, cached_baselines=cached,
                   search=stage_estimate(n, trial_s, res), confirm=confirm, headline=headline, top=top,
-                  top_steps=top_proxy.steps if top is not None else 0)
+                  top_steps=top_proxy.steps if top is not None else 0,
+                  probe_s=tuple((m, w, ws / w) for m, (w, ws) in by_macro.items()))
 
 
-def _ladder_estimates(plan: SearchPlan, copts: Any, first: Any, top: Any, probe: Any,
+def _ladder_estimates(plan: SearchPlan, copts: Any, first: Any, top: Any, probes: list[tuple[str, Any, float]],
                       res: Resources) -> tuple[StageEstimate, StageEstimate | None, StageEstimate | None]:
     """The first rung, the headline's most extra seeds and the top rung, job by job: each published variant of
     the band timed once (a rung's protocol is the first's stretched: same resolution and batch, so the same
-    seconds per image), the candidates at the probe's."""
+    seconds per image), the candidates at the family probes' (weighted by their share of the band; at the top
+    rung, whose two candidates are the best of each family, one at each family's)."""
     from nas.search.ladder import MIN_HEADLINE_SEEDS, REFERENCES_PER_CANDIDATE
 
     th = res.cpus_per_trial
     ds = plan.dataset
     per_img = {b.trial: seconds_per_image(arch_of_job(b, plan.space), first, ds, threads=th) for b in plan.baselines}
-    cand_img = seconds_per_image(probe, first, ds, threads=th)
+    timed = [(m, w, seconds_per_image(a, first, ds, threads=th)) for m, a, w in probes]
+    cand_img = PerImage.mean([(w, p) for _m, w, p in timed])
+    shares: dict[str, float] = {}
+    for m, w, _p in timed:
+        shares[m] = shares.get(m, 0.0) + w
+    # the top rung's two candidates: the headline's and the other family's best, one of each of the two macros
+    # with the largest shares (one macro: both of it)
+    pair = sorted(shares, key=lambda m: -shares[m])[:2]
+    pair_img = [PerImage.mean([(w, p) for m, w, p in timed if m == mac]) for mac in pair]
+    pair_img = (pair_img * 2)[:2]
+
+    def job(proxy: Any, p: PerImage) -> float:
+        return job_seconds(None, proxy, ds, threads=th, test=True, per_img=p)
 
     def secs(proxy: Any) -> tuple[float, list[float]]:
-        return (job_seconds(probe, proxy, ds, threads=th, test=True, per_img=cand_img),
-                sorted((job_seconds(None, proxy, ds, threads=th, test=True, per_img=v) for v in per_img.values()),
-                       reverse=True))
+        return job(proxy, cand_img), sorted((job(proxy, v) for v in per_img.values()), reverse=True)
 
     cand, refs = secs(first)
     conf = stage_of([cand] * (copts.top_k * copts.seeds) + [r for r in refs for _ in range(copts.seeds)], res)
@@ -196,7 +261,8 @@ def _ladder_estimates(plan: SearchPlan, copts: Any, first: Any, top: Any, probe:
     used = refs[:min(len(refs), REFERENCES_PER_CANDIDATE + 1)]
     ref = sum(used[:REFERENCES_PER_CANDIDATE]) / len(used[:REFERENCES_PER_CANDIDATE])
     floor = max(0, MIN_HEADLINE_SEEDS - copts.top_seeds)
-    rung = stage_of([s for s in [cand, cand, *used] for _ in range(copts.top_seeds)] + [cand, ref] * floor, res)
+    pair_s = [job(top, p) for p in pair_img]
+    rung = stage_of([s for s in [*pair_s, *used] for _ in range(copts.top_seeds)] + [cand, ref] * floor, res)
     extra = max(0, copts.extra_jobs // 2 - floor)
     head = stage_of([cand, ref] * extra, res) if extra else None
     return conf, head, rung

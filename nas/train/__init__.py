@@ -24,6 +24,7 @@ from nas.train.loop import (
     evaluate,
     lr_at,
     make_optimizer,
+    time_evaluation,
     time_steps,
     train_arch,
     train_epoch,
@@ -42,6 +43,6 @@ from nas.train.protocol import (
 __all__ = [
     "DEFAULT_PROXY_PATH", "NonFiniteLoss", "PreparedData", "ProxyConfig", "Report", "TrainResult", "augment",
     "epoch_shape", "evaluate", "load_proxy", "lr_at", "make_optimizer", "normalize", "prepare_data",
-    "protocol_path", "proxy_from_dict", "shipped_protocols", "time_steps", "to_resolution", "train_arch",
-    "train_batch", "train_epoch", "train_step",
+    "protocol_path", "proxy_from_dict", "shipped_protocols", "time_evaluation", "time_steps", "to_resolution",
+    "train_arch", "train_batch", "train_epoch", "train_step",
 ]

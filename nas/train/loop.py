@@ -428,3 +428,25 @@ def time_steps(arch: ArchConfig | str, proxy: ProxyConfig, data: ImageData, *, s
             if i > 0:
                 best = min(best, time.perf_counter() - t)
     return best / bs
+
+
+def time_evaluation(arch: ArchConfig | str, proxy: ProxyConfig, data: ImageData, *, images: int = 256,
+                    threads: int | None = None, device: str | torch.device | None = None,
+                    runtime: Runtime | dict | None = None) -> float:
+    """Seconds per evaluated image of `arch` under `proxy`: `evaluate_metrics` (the trainer's evaluation:
+    folded, at its batch) over `images` validation images, after the same evaluation once as a warm-up (its
+    first batches build oneDNN's primitives). Its weights are the untrained ones: the time does not depend on
+    them."""
+    from nas.variants import resolve_arch
+
+    arch = resolve_arch(arch)
+    rt = _runtime(runtime, device, threads)
+    with rt.applied():
+        prep = prepare_data(data, proxy, rt.torch_device)
+        model = _model(arch, data, proxy, rt)
+        bs = eval_batch_size(proxy.batch_size)
+        n = max(1, min(images, len(prep.val_y)))
+        evaluate_metrics(model, prep.val_x[:n], prep.val_y[:n], prep, batch_size=bs, runtime=rt)
+        t = time.perf_counter()
+        evaluate_metrics(model, prep.val_x[:n], prep.val_y[:n], prep, batch_size=bs, runtime=rt)
+        return (time.perf_counter() - t) / n
