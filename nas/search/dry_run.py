@@ -1,8 +1,9 @@
 """The dry run: what a search would do and about how long it would take, with nothing trained.
 
 The time estimate times real training steps (the trainer's own step: `nas.train.time_steps`; one-shot: one real
-inherited-weight scoring) of one in-band architecture per macro of the space, at the protocol's resolution,
-weights them by each macro's share of the budget band, and scales them to the plan's jobs and slots."""
+inherited-weight scoring) and evaluations of up to 3 in-band architectures per macro of the space, at the
+protocol's resolution, weights them by each macro's share of the budget band, and scales them to the plan's
+jobs and slots."""
 
 from __future__ import annotations
 
