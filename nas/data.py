@@ -40,6 +40,7 @@ FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", 
 _IDX_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
               "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
 _CIFAR_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+_CIFAR_ARCHIVES = {"cifar10": "cifar-10-python.tar.gz", "cifar100": "cifar-100-python.tar.gz"}
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
@@ -127,8 +128,7 @@ def load_dataset(spec: str | os.PathLike | None = None) -> ImageData:
                     return _load_cifar(d, name)
             _refuse_partial_cifar(root / _CIFAR_DIRS[name])
         where = " or ".join(str(r) for r in data_roots())
-        url = ("https://www.cs.toronto.edu/~kriz/" + ("cifar-10-python.tar.gz" if name == "cifar10"
-                                                       else "cifar-100-python.tar.gz"))
+        url = "https://www.cs.toronto.edu/~kriz/" + _CIFAR_ARCHIVES[name]
         raise DataError(f"dataset {name!r} not found (looked for {_CIFAR_DIRS[name]}/ under {where})",
                         f"download {url} and extract it into {data_roots()[0]} (or set NAS_DATA_DIR), "
                         f"or pass --data PATH/{_CIFAR_DIRS[name]}")
@@ -235,17 +235,16 @@ def _read_idx_dir(d: Path, *, name: str, classes: Sequence[str] | None = None) -
 # CIFAR (python pickle batches)
 
 
-def _cifar_kind(d: Path) -> str | None:
-    if (d / "data_batch_1").is_file() and (d / "test_batch").is_file():
-        return "cifar10"
-    if (d / "train").is_file() and (d / "test").is_file() and (d / "meta").is_file():
-        return "cifar100"
-    return None
-
-
 # the files each CIFAR layout needs (`_cifar_kind`) and those that only it has, to tell a partial folder
 _CIFAR_NEEDS = {"cifar10": ("data_batch_1", "test_batch"), "cifar100": ("train", "test", "meta")}
 _CIFAR_MARKS = {"cifar10": ("data_batch_", "test_batch", "batches.meta"), "cifar100": ("meta",)}
+
+
+def _cifar_kind(d: Path) -> str | None:
+    for kind, needs in _CIFAR_NEEDS.items():
+        if all((d / f).is_file() for f in needs):
+            return kind
+    return None
 
 
 def _refuse_partial_cifar(d: Path) -> None:
@@ -259,9 +258,8 @@ def _refuse_partial_cifar(d: Path) -> None:
             continue
         missing = [f for f in _CIFAR_NEEDS[kind] if f not in names]
         if missing:
-            archive = "cifar-10-python.tar.gz" if kind == "cifar10" else "cifar-100-python.tar.gz"
             raise DataError(f"{d} looks like a {kind} folder ({_CIFAR_DIRS[kind]}/) but lacks "
-                            f"{', '.join(missing)}", f"re-extract {archive} there")
+                            f"{', '.join(missing)}", f"re-extract {_CIFAR_ARCHIVES[kind]} there")
 
 
 def _unpickle(path: Path) -> dict:

@@ -4,6 +4,7 @@ MobileNetV2 inverted residual."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -137,6 +138,7 @@ class FoldedConvAct(nn.Module):
         return self.act(c(x))
 
 
+@functools.cache
 def _has_fused_conv() -> bool:
     """Whether this torch build has oneDNN's fused convolution (x86 builds with oneDNN do)."""
     try:

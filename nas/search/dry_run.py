@@ -108,20 +108,20 @@ class PerImage:
                         eval=sum(w * p.eval for w, p in weighted) / total)
 
 
-_TIMED: dict[tuple[Any, ...], PerImage] = {}  # one process times a network once per resolution and batch
-
-
-def seconds_per_image(arch: Any, proxy: Any, dataset: Any, *, threads: int) -> PerImage:
+def seconds_per_image(arch: Any, proxy: Any, dataset: Any, *, threads: int,
+                      cache: dict[tuple[Any, ...], PerImage] | None = None) -> PerImage:
     """Seconds per training image (timed real training steps, the fastest of 4 after a warm-up one) and per
     evaluated image (the trainer's evaluation of 256 validation images) of `arch` under `proxy` here. Protocols
-    of the same resolution and batch size share the timing (the ladder's rungs are one protocol stretched)."""
+    of the same resolution and batch size share a timing in `cache` (the ladder's rungs are one protocol
+    stretched)."""
     from nas.train import time_evaluation, time_steps
 
-    key = (arch.arch_id, proxy.resolution, proxy.batch_size, dataset.name, threads)
-    if key not in _TIMED:
-        _TIMED[key] = PerImage(train=time_steps(arch, proxy, dataset, threads=threads, steps=4),
-                               eval=time_evaluation(arch, proxy, dataset, threads=threads))
-    return _TIMED[key]
+    cache = {} if cache is None else cache
+    key = (arch.arch_id, proxy.resolution, proxy.batch_size)
+    if key not in cache:
+        cache[key] = PerImage(train=time_steps(arch, proxy, dataset, threads=threads, steps=4),
+                              eval=time_evaluation(arch, proxy, dataset, threads=threads))
+    return cache[key]
 
 
 def job_seconds(arch: Any, proxy: Any, dataset: Any, *, threads: int, test: bool = False,
@@ -170,6 +170,14 @@ def score_seconds(plan: SearchPlan, arch: Any, *, threads: int) -> float:
 PROBES_PER_MACRO = 3
 
 
+def _by_macro(rows: list[tuple[str, float, Any]]) -> dict[str, list[tuple[float, Any]]]:
+    """(macro, weight, value) rows grouped by macro: {macro: [(weight, value), ...]}."""
+    out: dict[str, list[tuple[float, Any]]] = {}
+    for m, w, v in rows:
+        out.setdefault(m, []).append((w, v))
+    return out
+
+
 def family_probes(plan: SearchPlan) -> list[tuple[str, Any, float]]:
     """(macro, architecture, weight): up to PROBES_PER_MACRO in-band architectures of each macro in the budget
     screen's sample, at the quartiles of their MAdds, weighted so that each macro's weights add up to its share
@@ -199,6 +207,7 @@ def dry_run(plan: SearchPlan, *, confirm_proxy: Any = None, top_proxy: Any = Non
     res = choose_resources(cpus=os.cpu_count() or 1, gpus=0, cpus_per_trial=plan.opts.cpus_per_trial,
                            gpus_per_trial=plan.opts.gpus_per_trial or 0, max_concurrent=plan.opts.max_concurrent)
     probes = family_probes(plan)
+    timed: dict[tuple[Any, ...], PerImage] = {}  # each network timed once per resolution and batch
     cache = BaselineCache(Path(plan.opts.results_root), plan.runtime)
     cached = [] if plan.oneshot else [  # one-shot baselines are scored like any proposal, never cached
         b.trial for b in plan.baselines if cache.get(b.arch_id, plan.proxy.hash, plan.dataset.name, seed=b.seed)]
@@ -206,24 +215,25 @@ def dry_run(plan: SearchPlan, *, confirm_proxy: Any = None, top_proxy: Any = Non
     if plan.oneshot:
         per_job = [score_seconds(plan, a, threads=res.cpus_per_trial) for _m, a, _w in probes]
     else:
-        per_job = [job_seconds(a, plan.proxy, plan.dataset, threads=res.cpus_per_trial) for _m, a, _w in probes]
+        per_job = [job_seconds(None, plan.proxy, plan.dataset, threads=res.cpus_per_trial,
+                               per_img=seconds_per_image(a, plan.proxy, plan.dataset, threads=res.cpus_per_trial,
+                                                         cache=timed)) for _m, a, _w in probes]
     trial_s = sum(s * w for s, (_m, _a, w) in zip(per_job, probes))
-    by_macro: dict[str, list[float]] = {}  # macro -> [share of the band, weighted seconds]
-    for s, (m, _a, w) in zip(per_job, probes):
-        by_macro.setdefault(m, [0.0, 0.0])
-        by_macro[m][0] += w
-        by_macro[m][1] += w * s
+    by_macro = _by_macro([(m, w, s) for s, (m, _a, w) in zip(per_job, probes)])
+    probe_s = tuple((m, sum(w for w, _s in g), sum(w * s for w, s in g) / sum(w for w, _s in g))
+                    for m, g in by_macro.items())
     confirm = headline = top = None
     if confirm_proxy is not None and probes and copts is not None:
-        confirm, headline, top = _ladder_estimates(plan, copts, confirm_proxy, top_proxy, probes, res)
+        confirm, headline, top = _ladder_estimates(plan, copts, confirm_proxy, top_proxy, probes, res, timed)
     return DryRun(plan=plan, share_by_macro=share_by_macro(plan), resources=res, cached_baselines=cached,
                   search=stage_estimate(n, trial_s, res), confirm=confirm, headline=headline, top=top,
                   top_steps=top_proxy.steps if top is not None else 0,
-                  probe_s=tuple((m, w, ws / w) for m, (w, ws) in by_macro.items()))
+                  probe_s=probe_s)
 
 
 def _ladder_estimates(plan: SearchPlan, copts: Any, first: Any, top: Any, probes: list[tuple[str, Any, float]],
-                      res: Resources) -> tuple[StageEstimate, StageEstimate | None, StageEstimate | None]:
+                      res: Resources, timed: dict[tuple[Any, ...], PerImage],
+                      ) -> tuple[StageEstimate, StageEstimate | None, StageEstimate | None]:
     """The first rung, the headline's most extra seeds and the top rung, job by job: each published variant of
     the band timed once (a rung's protocol is the first's stretched: same resolution and batch, so the same
     seconds per image), the candidates at the family probes' (weighted by their share of the band; at the top
@@ -232,17 +242,14 @@ def _ladder_estimates(plan: SearchPlan, copts: Any, first: Any, top: Any, probes
 
     th = res.cpus_per_trial
     ds = plan.dataset
-    per_img = {b.trial: seconds_per_image(arch_of_job(b, plan.space), first, ds, threads=th) for b in plan.baselines}
-    timed = [(m, w, seconds_per_image(a, first, ds, threads=th)) for m, a, w in probes]
-    cand_img = PerImage.mean([(w, p) for _m, w, p in timed])
-    shares: dict[str, float] = {}
-    for m, w, _p in timed:
-        shares[m] = shares.get(m, 0.0) + w
+    per_img = {b.trial: seconds_per_image(arch_of_job(b, plan.space), first, ds, threads=th, cache=timed)
+               for b in plan.baselines}
+    groups = _by_macro([(m, w, seconds_per_image(a, first, ds, threads=th, cache=timed)) for m, a, w in probes])
+    cand_img = PerImage.mean([wp for g in groups.values() for wp in g])
     # the top rung's two candidates: the headline's and the other family's best, one of each of the two macros
     # with the largest shares (one macro: both of it)
-    pair = sorted(shares, key=lambda m: -shares[m])[:2]
-    pair_img = [PerImage.mean([(w, p) for m, w, p in timed if m == mac]) for mac in pair]
-    pair_img = (pair_img * 2)[:2]
+    pair = sorted(groups, key=lambda m: -sum(w for w, _p in groups[m]))[:2]
+    pair_img = ([PerImage.mean(groups[m]) for m in pair] * 2)[:2]
 
     def job(proxy: Any, p: PerImage) -> float:
         return job_seconds(None, proxy, ds, threads=th, test=True, per_img=p)
