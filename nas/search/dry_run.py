@@ -124,13 +124,10 @@ def seconds_per_image(arch: Any, proxy: Any, dataset: Any, *, threads: int,
     return cache[key]
 
 
-def job_seconds(arch: Any, proxy: Any, dataset: Any, *, threads: int, test: bool = False,
-                per_img: PerImage | None = None) -> float:
-    """Seconds one training job of `arch` under `proxy` takes here: timed real steps and evaluation (or
-    `per_img`, timed under a protocol of the same resolution and batch size), scaled to the protocol's training
-    images and evaluations (the validation images every epoch, the test subset when `test`)."""
-    if per_img is None:
-        per_img = seconds_per_image(arch, proxy, dataset, threads=threads)
+def job_seconds(per_img: PerImage, proxy: Any, dataset: Any, *, test: bool = False) -> float:
+    """Seconds one training job under `proxy` takes here, for a network timed at `per_img` (`seconds_per_image`,
+    under a protocol of the same resolution and batch size): scaled to the protocol's training images and
+    evaluations (the validation images every epoch, the test subset when `test`)."""
     n_test = 0
     if test and dataset.test_y is not None:
         n_test = min(proxy.test_images, len(dataset.test_y)) if proxy.test_images else len(dataset.test_y)
@@ -215,9 +212,8 @@ def dry_run(plan: SearchPlan, *, confirm_proxy: Any = None, top_proxy: Any = Non
     if plan.oneshot:
         per_job = [score_seconds(plan, a, threads=res.cpus_per_trial) for _m, a, _w in probes]
     else:
-        per_job = [job_seconds(None, plan.proxy, plan.dataset, threads=res.cpus_per_trial,
-                               per_img=seconds_per_image(a, plan.proxy, plan.dataset, threads=res.cpus_per_trial,
-                                                         cache=timed)) for _m, a, _w in probes]
+        per_job = [job_seconds(seconds_per_image(a, plan.proxy, plan.dataset, threads=res.cpus_per_trial,
+                                                 cache=timed), plan.proxy, plan.dataset) for _m, a, _w in probes]
     trial_s = sum(s * w for s, (_m, _a, w) in zip(per_job, probes))
     by_macro = _by_macro([(m, w, s) for s, (m, _a, w) in zip(per_job, probes)])
     probe_s = tuple((m, sum(w for w, _s in g), sum(w * s for w, s in g) / sum(w for w, _s in g))
@@ -252,7 +248,7 @@ def _ladder_estimates(plan: SearchPlan, copts: Any, first: Any, top: Any, probes
     pair_img = ([PerImage.mean(groups[m]) for m in pair] * 2)[:2]
 
     def job(proxy: Any, p: PerImage) -> float:
-        return job_seconds(None, proxy, ds, threads=th, test=True, per_img=p)
+        return job_seconds(p, proxy, ds, test=True)
 
     def secs(proxy: Any) -> tuple[float, list[float]]:
         return job(proxy, cand_img), sorted((job(proxy, v) for v in per_img.values()), reverse=True)
