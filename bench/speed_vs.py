@@ -3,7 +3,7 @@
 architecture, alternating old and new code in fresh processes so that both see the same machine load.
 
     .venv/bin/python bench/speed_vs.py --rev 07bd30f [--archs mobile_former_151m mobilevit_xs] [--repeats 3]
-    .venv/bin/python bench/speed_vs.py --rev 07bd30f --search [--repeats 2]
+    .venv/bin/python bench/speed_vs.py --rev 07bd30f --search [--repeats 2] [--old-args=--no-early-stop]
     .venv/bin/python bench/speed_vs.py --rev 3e8f38d --same-blas   # one change, both sides with the MKL shim
 
 `--search` times the default search stage instead: `nas search --budget 300M --no-confirm` (same space,
@@ -72,7 +72,10 @@ def job(tree: Path, arch: str, env: dict | None = None, prelude: str = "") -> di
     return json.loads(out.strip().splitlines()[-1])
 
 
-def search(tree: Path) -> dict:
+def search(tree: Path, extra: list[str] | None = None) -> dict:
+    """One default search stage by the code in `tree` (`extra`: more `nas search` arguments), into a fresh
+    results folder: its wall seconds, trained jobs, their median training images/s, how many the scheduler
+    stopped early, and the epochs trained in all (07bd30f's default stopped trials early; today's does not)."""
     import tempfile
 
     import pandas as pd
@@ -81,22 +84,26 @@ def search(tree: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         subprocess.run([sys.executable, "-m", "nas", "search", "--budget", "300M", "--no-confirm", "--name", "s",
-                        "--results", tmp], env=env, cwd=tree, capture_output=True, text=True, check=True)
+                        "--results", tmp, *(extra or [])], env=env, cwd=tree, capture_output=True, text=True,
+                       check=True)
         wall = time.perf_counter() - t
         d = pd.read_csv(Path(tmp) / "s" / "trials.csv")
     ips = d["images_per_s"].dropna() if "images_per_s" in d else pd.Series(dtype=float)
-    return {"wall_s": wall, "jobs": int(ips.size), "img_per_s": float(ips.median()) if ips.size else float("nan")}
+    return {"wall_s": wall, "jobs": int(ips.size), "img_per_s": float(ips.median()) if ips.size else float("nan"),
+            "stopped": int((d["status"] == "early_stopped").sum()),
+            "epochs": int(d["epochs_done"].fillna(0).sum()) if "epochs_done" in d else -1}
 
 
-def compare_search(old: Path, repeats: int) -> None:
+def compare_search(old: Path, repeats: int, old_args: list[str] | None = None) -> None:
     t: dict[str, list[dict]] = {"old": [], "new": []}
     for i in range(repeats):
         for name, tree in (("old", old), ("new", ROOT)) if i % 2 == 0 else (("new", ROOT), ("old", old)):
             load = os.getloadavg()[0]
-            r = search(tree)
+            r = search(tree, old_args if name == "old" else None)
             t[name].append(r)
-            print(f"  search stage {name} {r['wall_s']:7.1f} s, {r['jobs']} trained jobs, median "
-                  f"{r['img_per_s']:.1f} img/s  (load {load:.1f})", flush=True)
+            print(f"  search stage {name} {r['wall_s']:7.1f} s, {r['jobs']} trained jobs ({r['stopped']} stopped "
+                  f"early, {r['epochs']} epochs in all), median {r['img_per_s']:.1f} img/s  (load {load:.1f})",
+                  flush=True)
     med = {k: (statistics.median(x["wall_s"] for x in v), statistics.median(x["img_per_s"] for x in v))
            for k, v in t.items()}
     print(f"search stage: old {med['old'][0]:.1f} s, new {med['new'][0]:.1f} s: old/new {med['old'][0] / med['new'][0]:.2f}x;"
@@ -110,14 +117,18 @@ def main() -> None:
     ap.add_argument("--archs", nargs="+", default=["mobile_former_151m", "mobilevit_xs"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--search", action="store_true", help="time the default search stage instead of single jobs")
+    ap.add_argument("--old-args", nargs="+", default=None, metavar="ARG",
+                    help="with --search: more arguments for the old tree's search, e.g. --old-args=--no-early-stop "
+                         "(07bd30f's default stopped trials early by ASHA; today's trains each to the end)")
     ap.add_argument("--same-blas", action="store_true",
                     help="run the old tree's jobs with the MKL shim too (an A/B of a change after it), two sides")
     a = ap.parse_args()
     old = worktree(a.rev)
     print(f"machine: {cpu()}; load before {os.getloadavg()[0]:.1f}", flush=True)
     if a.search:
-        print(f"old: {a.rev} ({old}), new: this tree ({ROOT}); nas search --budget 300M --no-confirm")
-        compare_search(old, a.repeats)
+        print(f"old: {a.rev} ({old}){' ' + ' '.join(a.old_args) if a.old_args else ''}, new: this tree ({ROOT}); "
+              "nas search --budget 300M --no-confirm")
+        compare_search(old, a.repeats, a.old_args)
         return
     sys.path.insert(0, str(ROOT))
     from nas.blas import env_with_shim
