@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pointwise_conv import _ms  # noqa: E402  (bench/ is on sys.path when run as a script)
-from profile_step import _setup  # noqa: E402
+from profile_step import _load, _setup  # noqa: E402
 
 
 def _depthwise(model: torch.nn.Module, batch: int, res: int, chans: int) -> list[tuple[int, int, int, int]]:
@@ -69,10 +69,9 @@ def _passes(batch: int, ci: int, h: int, co: int, s: int) -> tuple[float, float,
     return f, d, wg, (x.numel() + y.numel()) * 4 / 1e6
 
 
-def table(arch: str, batch: int) -> None:
+def table(arch: str, batch: int, model: torch.nn.Module, prep) -> None:
     from nas.train import load_proxy
 
-    model, _opt, _crit, prep, _bs, _batch, _step = _setup(arch, batch, 1)
     shapes = _depthwise(model, batch, load_proxy("confirm").resolution, prep.train_x.shape[1])
     gbs = _copy_gbs()
     print(f"\n### {arch}: {len(shapes)} depthwise shapes, batch {batch}, 1 thread (copy rate {gbs:.0f} GB/s)\n")
@@ -88,10 +87,9 @@ def table(arch: str, batch: int) -> None:
     print(f"| all | | | | {tot[0]:.2f} | {tot[1]:.2f} |")
 
 
-def step_share(arch: str, batch: int, steps: int = 12) -> None:
+def step_share(arch: str, model: torch.nn.Module, step, steps: int = 12) -> None:
     from torch.profiler import ProfilerActivity, profile
 
-    model, _opt, _crit, _prep, _bs, _batch, step = _setup(arch, batch, 1)
     model.train()
     for _ in range(5):
         step()
@@ -120,11 +118,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    print(f"load before {' '.join(open('/proc/loadavg').read().split()[:3])}; {os.cpu_count()} cores")
+    print(f"load before {_load()}; {os.cpu_count()} cores")
     for arch in a.archs:
-        table(arch, a.batch)
-        step_share(arch, a.batch)
-    print(f"\nload after {' '.join(open('/proc/loadavg').read().split()[:3])}")
+        model, _opt, _crit, prep, _bs, _batch, step = _setup(arch, a.batch, 1)  # one set-up serves both
+        table(arch, a.batch, model, prep)
+        step_share(arch, model, step)
+    print(f"\nload after {_load()}")
 
 
 if __name__ == "__main__":
