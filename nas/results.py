@@ -65,6 +65,12 @@ TRIALS_PARQUET = "trials.parquet"
 TRIALS_CSV = "trials.csv"
 PARETO_CSV = "pareto.csv"
 VARIANTS_DIR = "variants"
+# The run's Optuna study: an Optuna journal file (JournalStorage, one appended and fsync'd line per change; open it
+# with `optuna-dashboard results/<run>/optuna.journal`). Runs begun before 2026-12-06 keep their sqlite study,
+# optuna.db. A proposal cost the search driver 3x the CPU on sqlite, where every sampled knob re-reads the
+# trials from the database (BENCHMARKS.md, "The search driver's study on an Optuna journal").
+STUDY_JOURNAL = "optuna.journal"
+LEGACY_STUDY_DB = "optuna.db"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -205,6 +211,68 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     p = Path(path)
     atomic_write(p, lambda t: t.write_text(text, encoding="utf-8"))
     return p
+
+
+def study_location(run_dir: str | Path) -> Path:
+    """The file of a run folder's Optuna study: its journal, or the sqlite file of a run begun before journals
+    (resumed on that file); a new run's journal path when there is neither yet."""
+    d = Path(run_dir).resolve()
+    if (d / LEGACY_STUDY_DB).is_file() and not (d / STUDY_JOURNAL).exists():
+        return d / LEGACY_STUDY_DB
+    return d / STUDY_JOURNAL
+
+
+def _sqlite_engine_kwargs(path: str) -> dict[str, Any]:
+    """SQLAlchemy engine arguments for a sqlite study (older runs): write-ahead-log mode with synchronous=NORMAL.
+    Each `suggest_*` and `tell` is a transaction, and the default rollback journal syncs every one to disk; in WAL
+    mode ask/tell cycles ran 2.1x as fast here (BENCHMARKS.md, "One-shot at 10x, again"). The mode is kept in the
+    file, so `optuna-dashboard` and a resume read it as usual. WAL needs a local file system, as sqlite's locking
+    does anyway."""
+    import sqlite3
+
+    def connect() -> sqlite3.Connection:
+        con = sqlite3.connect(path, timeout=30, check_same_thread=False)  # SQLAlchemy's pool hands it around
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        return con
+
+    return {"creator": connect}
+
+
+def open_storage(location: str | Path) -> Any:
+    """The Optuna storage at `location`: a database URL (``sqlite:///...``, ``postgresql://...``), a sqlite file
+    (``*.db``), or else an Optuna journal file (created if missing)."""
+    import optuna
+
+    loc = str(location)
+    if "://" in loc:
+        sqlite = "sqlite:///"
+        kw = _sqlite_engine_kwargs(loc[len(sqlite):]) if loc.startswith(sqlite) else {"connect_args": {"timeout": 30}}
+        return optuna.storages.RDBStorage(loc, engine_kwargs=kw)
+    if loc.endswith(".db"):
+        return open_storage(f"sqlite:///{Path(loc).resolve()}")
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(loc))
+
+
+def repair_journal(path: str | Path) -> None:
+    """Make a journal that a killed driver left behind readable and writable again: drop a last line cut short
+    (a kill during a write; every whole line was fsync'd), and its lock (one driver per run folder: the one
+    starting now). A sqlite file or a missing journal is left as it is."""
+    p = Path(path)
+    if p.suffix != Path(STUDY_JOURNAL).suffix or not p.is_file():
+        return
+    Path(f"{p}.lock").unlink(missing_ok=True)  # optuna's JournalFileSymlinkLock: a symlink next to the file
+    size = p.stat().st_size
+    if size == 0:
+        return
+    with open(p, "rb+") as f:
+        f.seek(max(0, size - 1))
+        if f.read(1) == b"\n":
+            return
+        data = p.read_bytes()
+        f.truncate(data.rfind(b"\n") + 1)
 
 
 def write_trials(run_dir: str | Path, df: pd.DataFrame) -> pd.DataFrame:
@@ -487,5 +555,6 @@ __all__ = [
     "normalize_trials", "knob_columns", "write_trials", "read_trials", "upsert_trial", "row_key", "search_stage",
     "job_row", "refused_row", "finished_row", "TRAINED", "STAGES", "eligible_mask",
     "pareto_mask", "gain_vs_published", "compute_pareto", "write_pareto", "load_run", "read_run_config",
-    "atomic_write", "atomic_write_text",
+    "atomic_write", "atomic_write_text", "STUDY_JOURNAL", "LEGACY_STUDY_DB", "study_location", "open_storage",
+    "repair_journal",
 ]

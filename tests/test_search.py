@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 
+from nas import results as R
 from nas.cli import main
 from nas.errors import RunError
 from nas.export import export_trial, trial_arch
@@ -92,7 +93,7 @@ def test_kill_then_resume_loses_and_retrains_nothing(work):
     assert refused["val_top1"].isna().all() and (refused["epochs_done"] == 0).all()
     assert ((refused["madds_m"] > 3.0) | (refused["madds_m"] < 1.5)).all()
     # the run folder of the schema
-    for f in ("run.yaml", "space.yaml", "proxy.yaml", "environment.json", "trials.csv", "pareto.csv", "optuna.db"):
+    for f in ("run.yaml", "space.yaml", "proxy.yaml", "environment.json", "trials.csv", "pareto.csv", "optuna.journal"):
         assert (run / f).is_file(), f
     assert (run / "ray").is_dir()
     assert (run / "ray" / "logs").is_dir() and any((run / "ray" / "logs").iterdir()), "Ray's logs belong in the run folder"
@@ -112,7 +113,7 @@ def test_kill_then_resume_loses_and_retrains_nothing(work):
     # the Optuna study holds every proposal, none left RUNNING
     import optuna
 
-    study = optuna.load_study(study_name="killme", storage=f"sqlite:///{run / 'optuna.db'}")
+    study = optuna.load_study(study_name="killme", storage=R.open_storage(run / "optuna.journal"))
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
     # a searched trial rebuilds from the run folder alone, and a Pareto config is a plain ArchConfig YAML
     t = trained.iloc[0]["trial"]
@@ -302,7 +303,8 @@ def test_rows_record_the_steps_a_capped_protocol_trains(tmp_path):
 
 
 def test_same_seed_same_proposals(tmp_path):
-    """Two studies with the same seed propose the same architectures through the real searcher."""
+    """Two studies with the same seed propose the same architectures through the real searcher, whether the
+    study is an Optuna journal (new runs) or a sqlite file (runs begun before journals)."""
     from nas.space import load_space
     from nas.tuning import BudgetedSearcher, SearchHooks
 
@@ -311,8 +313,7 @@ def test_same_seed_same_proposals(tmp_path):
     def proposals(db: Path) -> list[str]:
         hooks = SearchHooks(on_refused=lambda p: None, on_finished=lambda *a: None, known_result=lambda a: None)
         s = BudgetedSearcher(space=space, budget=3_000_000, min_budget=0.5, objective="top1",
-                                 storage_url=f"sqlite:///{db}", study_name="s", seed=7, trials=6, jobs=[],
-                                 hooks=hooks)
+                             storage_url=str(db), study_name="s", seed=7, trials=6, jobs=[], hooks=hooks)
         out = []
         for i in range(6):
             cfg = s.suggest(f"x{i}")
@@ -321,7 +322,36 @@ def test_same_seed_same_proposals(tmp_path):
             s.on_trial_complete(f"x{i}", {"val_top1": float(i), "final": True, "status": "completed"})
         return out
 
-    assert proposals(tmp_path / "a.db") == proposals(tmp_path / "b.db")
+    a = proposals(tmp_path / "a.journal")
+    assert a == proposals(tmp_path / "b.journal") == proposals(tmp_path / "c.db")
+    assert (tmp_path / "a.journal").stat().st_size > 0 and (tmp_path / "c.db").stat().st_size > 0
+
+
+def test_a_journal_cut_by_a_kill_resumes(tmp_path):
+    """A driver killed mid-write leaves the journal's last line cut short and its lock behind: the resume's
+    bookkeeping mends both, keeps every whole line (trial), and the study takes new trials again."""
+    import optuna
+
+    from nas.tuning import prepare_study
+    from nas.tuning.study import open_study
+
+    j = tmp_path / R.STUDY_JOURNAL
+    study = open_study(str(j), "s", objective="top1", sampler=optuna.samplers.RandomSampler(seed=0))
+    for v in (1.0, 2.0):
+        t = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        study.tell(t, v)
+    running = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # the job the kill interrupted
+    with open(j, "ab") as f:
+        f.write(b'{"op_code":5,"worker_id":"x","trial_id":9')  # a write the kill cut
+    Path(f"{j}.lock").symlink_to(j)  # and the lock it held
+    n, rerun = prepare_study(str(j), "s", objective="top1", done_numbers=set(), results={})
+    assert n == 4 and rerun == [dict(running.params)]  # 3 trials and the interrupted one queued again
+    again = optuna.load_study(study_name="s", storage=R.open_storage(j))
+    assert [t.value for t in again.trials[:2]] == [1.0, 2.0] and not Path(f"{j}.lock").exists()
+    t = again.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # the re-run comes first
+    again.tell(t, 3.0)
+    last = optuna.load_study(study_name="s", storage=R.open_storage(j)).trials[-1]
+    assert last.value == 3.0 and last.params == running.params
 
 
 @pytest.mark.slow
@@ -644,7 +674,6 @@ def test_ladder_top_rung_carries_the_verdict_and_climbs_further(tmp_path):
 def test_the_summary_counts_reused_baselines_apart_and_rates_only_this_invocations_jobs(tmp_path):
     """Baselines taken from the baseline cache are not "trained", and the architectures/min figure counts the
     jobs this invocation ran (not rows kept from before a resume, nor reused ones) over its search-stage time."""
-    from nas import results as R
     from nas.cli.search import summary_lines
     from nas.search.loop import SearchOutcome
 
@@ -694,7 +723,7 @@ def _two_workers(db: Path, lag: int | None, finish_order: str) -> list[list]:
     hooks = SearchHooks(on_refused=lambda p: log.append([p.number, p.status, p.arch.arch_id]),
                         on_finished=lambda *a: None, known_result=lambda a: None)
     s = BudgetedSearcher(space=load_space(None), budget=300_000_000, min_budget=0.5, objective="top1",
-                         storage_url=f"sqlite:///{db}", study_name="s", seed=0, trials=10, jobs=[], hooks=hooks,
+                         storage_url=str(db), study_name="s", seed=0, trials=10, jobs=[], hooks=hooks,
                          lag=lag)
     running: list[tuple[str, dict]] = []
     asked = done = 0
@@ -714,7 +743,7 @@ def _two_workers(db: Path, lag: int | None, finish_order: str) -> list[list]:
     s.release_all()
     import optuna
 
-    study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
+    study = optuna.load_study(study_name="s", storage=R.open_storage(db))
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
     return log
 
@@ -723,8 +752,8 @@ def test_results_told_in_the_order_sent_give_the_same_proposals_however_jobs_fin
     """With 2 jobs at once, the order in which they finish changes what TPE has been told at each proposal,
     and so what it proposes; told in the order sent (all but the last `lag`), the proposals are the same."""
     orders = ("o", "n", "onn", "nno")
-    ordered = [_two_workers(tmp_path / f"ordered-{o}.db", 2, o) for o in orders]
+    ordered = [_two_workers(tmp_path / f"ordered-{o}.journal", 2, o) for o in orders]
     assert all(x == ordered[0] for x in ordered[1:])
     assert sum(p[1] == "sent" for p in ordered[0]) == 10
-    told_at_once = [_two_workers(tmp_path / f"at-once-{o}.db", None, o) for o in orders]
+    told_at_once = [_two_workers(tmp_path / f"at-once-{o}.journal", None, o) for o in orders]
     assert any(x != told_at_once[0] for x in told_at_once[1:])  # what the ordered telling is for

@@ -27,9 +27,10 @@ BASELINES = ("mobile_former_294m", "mobilevit_xxs", "mobilevitv2_050", "mobilevi
 
 
 def write_demo_run(run_dir: Path, *, n: int = 36, seed: int = 0, budget_m: float = 300.0, min_budget: float = 0.8,
-                   with_study: bool = False, name: str | None = None) -> pd.DataFrame:
+                   with_study: bool | str = False, name: str | None = None) -> pd.DataFrame:
     """A hand-made run folder through nas.results: searched trials with knobs, published baselines,
-    early-stopped, failed and over-budget trials; optionally a real Optuna study in optuna.db."""
+    early-stopped, failed and over-budget trials; optionally a real Optuna study: in optuna.journal as a search writes it (`with_study=True`), or in the
+    sqlite optuna.db of a run begun before journals (`with_study="sqlite"`)."""
     from nas.variants import published
 
     rng = random.Random(seed)
@@ -44,7 +45,8 @@ def write_demo_run(run_dir: Path, *, n: int = 36, seed: int = 0, budget_m: float
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(study_name=name, storage=f"sqlite:///{run_dir / 'optuna.db'}",
+        f = run_dir / (R.LEGACY_STUDY_DB if with_study == "sqlite" else R.STUDY_JOURNAL)
+        study = optuna.create_study(study_name=name, storage=R.open_storage(f),
                                     direction="maximize")
     from optuna.distributions import CategoricalDistribution as Cat
 
@@ -236,7 +238,7 @@ def test_reference_has_all_23_with_our_count():
 
 def test_importance_from_study_and_from_frame(demo, tmp_path):
     imp = viz.compute_importance(demo)
-    assert imp.values and imp.source == "Optuna study (optuna.db)"
+    assert imp.values and imp.source == "Optuna study (optuna.journal)"
     assert set(imp.values) <= {"num_tokens", "width_mult", "fusion", "attention", "depth_s3"}
     assert sum(imp.values.values()) == pytest.approx(1.0)
     # the synthetic accuracy depends on width_mult and depth, not on attention
@@ -245,6 +247,10 @@ def test_importance_from_study_and_from_frame(demo, tmp_path):
     write_demo_run(d, n=20, seed=1)
     imp2 = viz.compute_importance(R.load_run(d))
     assert imp2.values and imp2.source == "trials frame"
+    old = tmp_path / "legacy"  # a run begun before journals: its sqlite study
+    write_demo_run(old, n=20, seed=1, with_study="sqlite")
+    imp3 = viz.compute_importance(R.load_run(old))
+    assert imp3.values and imp3.source == "Optuna study (optuna.db)"
     one = tmp_path / "one"
     write_demo_run(one, n=1)
     assert "not enough trials" in viz.compute_importance(R.load_run(one)).note

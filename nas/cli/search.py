@@ -243,12 +243,14 @@ def print_note(text: str) -> None:
 
 
 def print_start(st: Any) -> None:
+    from nas.results import study_location
+
     if st.resumed:
         print(f"resuming {st.run_dir}: {st.kept} searched trials kept, {st.rerun} interrupted to re-run, "
               f"{st.remaining} to go", flush=True)
     for name, acc in st.cached_baselines.items():
         print(f"baseline {name}: reused the cached result ({acc:.2f}%)", flush=True)
-    print(f"run folder {st.run_dir}  (optuna-dashboard {st.run_dir / 'optuna.db'})", flush=True)
+    print(f"run folder {st.run_dir}  (optuna-dashboard {study_location(st.run_dir)})", flush=True)
     if st.dashboard is not None:
         print(f"dashboard  {st.dashboard}  (rewritten as jobs finish, at most every 20 s, and at the end)", flush=True)
     r = st.resources

@@ -2,7 +2,7 @@
 
 The run folder ``results/<name>/`` is the run's whole memory: run.yaml, space.yaml, proxy.yaml,
 environment.json, trials.parquet/csv (one row per job, keyed by trial, stage and seed, written the moment
-the job finishes), pareto.csv, variants/<trial>.yaml, optuna.db (the Optuna study) and ray/ (Tune's
+the job finishes), pareto.csv, variants/<trial>.yaml, optuna.journal (the Optuna study) and ray/ (Tune's
 folder). `--resume` rebuilds everything from it: finished jobs are kept and never retrained, jobs a kill
 interrupted run again with their own parameters, the study continues where it stopped.
 

@@ -55,7 +55,7 @@ def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
            "sampler": plan.sampler, "trials": o.trials, "seed": o.seed, "data": o.data or plan.dataset.name,
            "dataset": plan.dataset.name, "space": str(o.space or plan.space.source), "proxy_hash": plan.proxy.hash,
            **resources, "early_stop": o.early_stop, "baselines": o.baselines, "address": o.address,
-           "created_at": plan.created_at, "command": plan.command, "optuna_storage": "sqlite:///optuna.db",
+           "created_at": plan.created_at, "command": plan.command, "optuna_storage": R.study_location(d).name,
            "study_name": plan.name, "strategy": o.strategy,
            "supernet": str(plan.supernet) if plan.supernet is not None else None,
            "oneshot_scoring": oneshot_scoring() if plan.oneshot else None,

@@ -109,7 +109,7 @@ def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: i
                 cached[job.trial] = float(hit.get("val_top1", float("nan")))
             else:
                 pending.append(job)
-        storage_url = f"sqlite:///{(d / 'optuna.db').resolve()}"
+        storage_url = str(R.study_location(d))  # the run's Optuna journal (optuna.db for a run begun before)
         searched = [r for r in rec.rows.values() if r["kind"] == "searched" and r["stage"] == "search"]
         done_numbers = {int(r["number"]) for r in searched if r["status"] != "running"}
         results = {int(r["number"]): (float(r["val_top1"]) if finite(r["val_top1"]) else None) for r in searched}

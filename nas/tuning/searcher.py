@@ -199,12 +199,12 @@ class BudgetedSearcher(Searcher):
                 ot.set_user_attr(k, v)
             self.study.tell(ot, state=optuna.trial.TrialState.FAIL)
 
-    # Tune checkpoints searchers; ours keeps its state in the sqlite study and the run folder instead.
+    # Tune checkpoints searchers; ours keeps its state in the run's study and the run folder instead.
     def save(self, checkpoint_path: str) -> None:
         Path(checkpoint_path).write_text(json.dumps({"study": self.study_name, "refused": self.refused}))
 
     def restore(self, checkpoint_path: str) -> None:
-        raise RuntimeError("resume through `nas search --resume RUN_DIR` (the study lives in optuna.db)")
+        raise RuntimeError("resume through `nas search --resume RUN_DIR` (the study lives in the run folder)")
 
     def on_trial_result(self, trial_id_: str, result: dict[str, Any]) -> None:
         """Each epoch's val top-1 is kept as the Optuna trial's intermediate value (one objective only)."""

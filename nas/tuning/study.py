@@ -1,14 +1,15 @@
-"""The Optuna side of a search, through Optuna's public API only: the run's study in its sqlite storage, the
-samplers, the budget constraint, and the resume bookkeeping of a killed search. No Ray here."""
+"""The Optuna side of a search, through Optuna's public API only: the run's study in its storage (an Optuna
+journal file, `nas.results.study_location`), the samplers, the budget constraint, and the resume bookkeeping of a
+killed search. No Ray here."""
 
 from __future__ import annotations
 
-import sqlite3
 import warnings
 from typing import Any
 
 import optuna
 
+from nas import results as R
 from nas.search.plan import SAMPLERS  # the --sampler choices, checked when the plan is made
 
 _HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")  # Optuna >= 5
@@ -53,32 +54,11 @@ def directions(objective: str) -> list[str]:
     return ["maximize"] if objective == "top1" else ["maximize", "minimize"]
 
 
-def engine_kwargs(storage_url: str) -> dict[str, Any]:
-    """SQLAlchemy engine arguments for the run's storage. A sqlite file is opened in write-ahead-log mode with
-    synchronous=NORMAL: each `suggest_*` and `tell` is a transaction, and the default rollback journal syncs
-    every one to disk; in WAL mode ask/tell cycles ran 2.1x as fast here (BENCHMARKS.md, "One-shot at 10x,
-    again"). A process killed at any point loses nothing committed (an OS crash can lose the last
-    transactions); the mode is kept in the file, so `optuna-dashboard` and a resume read it as usual. WAL
-    needs a local file system, as sqlite's locking does anyway."""
-    prefix = "sqlite:///"
-    if not storage_url.startswith(prefix):
-        return {"connect_args": {"timeout": 30}}
-    path = storage_url[len(prefix):]
-
-    def connect() -> sqlite3.Connection:
-        con = sqlite3.connect(path, timeout=30, check_same_thread=False)  # SQLAlchemy's pool hands it around
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        return con
-
-    return {"creator": connect}
-
-
 def open_study(storage_url: str, study_name: str, *, objective: str, sampler: optuna.samplers.BaseSampler
                ) -> optuna.Study:
-    """The run's study (created on the first call, loaded on a resume) in its sqlite storage."""
-    storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=engine_kwargs(storage_url))
-    return optuna.create_study(storage=storage, sampler=sampler, pruner=optuna.pruners.NopPruner(),
+    """The run's study (created on the first call, loaded on a resume) at `storage_url`: a journal file, or a
+    database URL (`nas.results.open_storage`)."""
+    return optuna.create_study(storage=R.open_storage(storage_url), sampler=sampler, pruner=optuna.pruners.NopPruner(),
                                study_name=study_name, load_if_exists=True, directions=directions(objective))
 
 
@@ -91,9 +71,11 @@ def prepare_study(storage_url: str, study_name: str, *, objective: str, done_num
                   results: dict[int, float | None]) -> tuple[int, list[dict[str, Any]]]:
     """Resume bookkeeping in the Optuna study: trials left RUNNING by a killed search are closed
     (told their recorded result, or failed and queued again with the same params).
+    A journal a kill cut mid-line is mended first (`nas.results.repair_journal`).
     Returns (trials in the study, params queued for a re-run)."""
+    R.repair_journal(storage_url)
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage_url)
+        study = optuna.load_study(study_name=study_name, storage=R.open_storage(storage_url))
     except KeyError:
         return 0, []
     rerun: list[tuple[int, dict[str, Any]]] = []

@@ -1,8 +1,8 @@
 """Knob importance for val top-1 (Optuna's fANOVA): the only Optuna code of the dashboard.
 
 The live dashboard is redrawn after every trial, so this module keeps three per-process caches: the
-opened storage of each run's optuna.db, the result per (trials, accuracy) data, and each run's last
-result (reused while few trials were added since; fANOVA costs seconds at 500 trials).
+opened storage of each run's Optuna study (optuna.journal; optuna.db in older runs), the result per (trials,
+accuracy) data, and each run's last result (reused while few trials were added since; fANOVA costs seconds at 500 trials).
 """
 
 from __future__ import annotations
@@ -39,13 +39,12 @@ _STORAGES: dict[str, Any] = {}
 
 def _study_distributions(run_dir: Path) -> tuple[dict[int, dict], dict[int, dict]]:
     """Params and distributions of the complete trials of the run's Optuna study, by trial number."""
-    db = run_dir / "optuna.db"
-    if not db.is_file():
+    f = R.study_location(run_dir)
+    if not f.is_file() or not f.stat().st_size:
         return {}, {}
-    url = f"sqlite:///{db.resolve()}"
-    if url not in _STORAGES:  # opening an RDB storage costs ~1 s; the live dashboard reopens it every trial
-        _STORAGES[url] = optuna.storages.RDBStorage(url)
-    storage = _STORAGES[url]
+    if str(f) not in _STORAGES:  # opening an RDB storage costs ~1 s; the live dashboard reopens it every trial
+        _STORAGES[str(f)] = R.open_storage(f)
+    storage = _STORAGES[str(f)]
     names = [s.study_name for s in storage.get_all_studies()]
     if not names:
         return {}, {}
@@ -60,7 +59,7 @@ def _study_distributions(run_dir: Path) -> tuple[dict[int, dict], dict[int, dict
 def compute_importance(run: R.Run, *, n_trees: int = 32, seed: int = 0, max_stale: int = 0) -> Importance:
     """fANOVA importance of each knob for val top-1 over the completed/early-stopped searched trials.
 
-    Parameter distributions come from the run's Optuna study (optuna.db) when it has them, else from
+    Parameter distributions come from the run's Optuna study (`nas.results.study_location`) when it has them, else from
     the knob columns (each column's observed choices); the target is always the trials' val top-1.
     Needs at least 2 such trials with some spread in val top-1; otherwise `note` says why there are none.
     Cached on the (trial, accuracy) data. `max_stale` > 0 (the live dashboard) reuses this run's last
@@ -76,7 +75,7 @@ def compute_importance(run: R.Run, *, n_trees: int = 32, seed: int = 0, max_stal
         return Importance(note="no knob_* columns in the trials: nothing to rank")
     key = (str(run.path), n_trees, seed,
            tuple(ok[["number", "val_top1"]].itertuples(index=False, name=None)),
-           (run.path / "optuna.db").stat().st_mtime if (run.path / "optuna.db").is_file() else 0.0)
+           sf.stat().st_mtime if (sf := R.study_location(run.path)).is_file() else 0.0)
     if key in _IMPORTANCE_CACHE:
         return _IMPORTANCE_CACHE[key]
     last = _LAST_IMPORTANCE.get(str(run.path))
@@ -88,7 +87,7 @@ def compute_importance(run: R.Run, *, n_trees: int = 32, seed: int = 0, max_stal
     try:
         s_params, s_dists = _study_distributions(run.path)
     except Exception as e:  # a locked or foreign db: fall back to the frame, and say so
-        s_params, s_dists, why = {}, {}, f" (optuna.db unreadable: {type(e).__name__})"
+        s_params, s_dists, why = {}, {}, f" ({R.study_location(run.path).name} unreadable: {type(e).__name__})"
     else:
         why = ""
     choices = {k: sorted({str(v) if isinstance(v, str) else float(v) for v in df[k].dropna()}, key=str)
@@ -110,7 +109,7 @@ def compute_importance(run: R.Run, *, n_trees: int = 32, seed: int = 0, max_stal
                 params[name] = v
                 dists[name] = CategoricalDistribution(choices[k])
         trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=float(r["val_top1"])))
-    source = "Optuna study (optuna.db)" if from_study else "trials frame"
+    source = f"Optuna study ({R.study_location(run.path).name})" if from_study else "trials frame"
     study = optuna.create_study(direction="maximize")
     try:
         study.add_trials(trials)
