@@ -257,6 +257,11 @@ class Supernet(nn.Module):
             self._templates.move_to_end(arch.arch_id)
         return hit
 
+    def take_template(self, arch: ArchConfig) -> nn.Module:
+        """The meta-device network of `arch`, removed from the cache (its caller fills it with real tensors)."""
+        hit = self._templates.pop(arch.arch_id, None)
+        return hit[0] if hit is not None else _template(arch, self.num_classes, self.in_chans, self.input_size)
+
     def template(self, arch: ArchConfig) -> nn.Module:
         """The meta-device network of `arch` (cached)."""
         return self._template_keys(arch)[0]
@@ -329,11 +334,13 @@ def _fill_like(shared: torch.Tensor, small: torch.Tensor) -> None:
 
 def extract(supernet: Supernet, arch: ArchConfig) -> nn.Module:
     """The stand-alone ``build_model(arch)`` with the inherited weights (copies of the supernet's slices):
-    same class, same state_dict keys and shapes; its forward equals ``supernet(arch, x)``."""
+    same class, same state_dict keys and shapes; its forward equals ``supernet(arch, x)``.
+
+    The network is the meta-device template `subnet_tensors` built (or found cached), taken out of the cache and
+    given the copies: building it a second time cost a one-shot score about 45 ms of its ~1 s (BENCHMARKS.md,
+    "The search driver's study on an Optuna journal")."""
     tensors = supernet.subnet_tensors(arch)
-    with torch.device("meta"):
-        model = build_model(arch, num_classes=supernet.num_classes, in_chans=supernet.in_chans,
-                            input_size=supernet.input_size)
+    model = supernet.take_template(arch)
     state = {k: v.detach().clone() for k, v in tensors.items()}
     model.load_state_dict(state, strict=True, assign=True)
     model.train(supernet.training)
