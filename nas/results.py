@@ -68,7 +68,8 @@ VARIANTS_DIR = "variants"
 # The run's Optuna study: an Optuna journal file (JournalStorage, one appended and fsync'd line per change; open it
 # with `optuna-dashboard results/<run>/optuna.journal`). Runs begun before 2026-12-06 keep their sqlite study,
 # optuna.db. A proposal cost the search driver 3x the CPU on sqlite, where every sampled knob re-reads the
-# trials from the database (BENCHMARKS.md, "The search driver's study on an Optuna journal").
+# trials from the database (BENCHMARKS.md, "The one-shot driver and its workers: an Optuna journal, one template a
+# subnet").
 STUDY_JOURNAL = "optuna.journal"
 LEGACY_STUDY_DB = "optuna.db"
 

@@ -337,8 +337,10 @@ def extract(supernet: Supernet, arch: ArchConfig) -> nn.Module:
     same class, same state_dict keys and shapes; its forward equals ``supernet(arch, x)``.
 
     The network is the meta-device template `subnet_tensors` built (or found cached), taken out of the cache and
-    given the copies: building it a second time cost a one-shot score about 45 ms of its ~1 s (BENCHMARKS.md,
-    "The search driver's study on an Optuna journal")."""
+    given the copies. Building it a second time cost 124 against 80 ms an extraction, and the cache kept every
+    scored subnet's template: a scoring worker held 1.36M objects for the garbage collector to walk after 120
+    scores, 0.33M now; a one-shot stage ran 1.23x as fast side by side (BENCHMARKS.md, "The one-shot driver and
+    its workers: an Optuna journal, one template a subnet")."""
     tensors = supernet.subnet_tensors(arch)
     model = supernet.take_template(arch)
     state = {k: v.detach().clone() for k, v in tensors.items()}
