@@ -327,6 +327,15 @@ def test_same_seed_same_proposals(tmp_path):
     assert (tmp_path / "a.journal").stat().st_size > 0 and (tmp_path / "c.db").stat().st_size > 0
 
 
+def test_study_location_keeps_an_older_runs_sqlite(tmp_path):
+    """A new run's study is its journal; a run begun before journals resumes on its optuna.db."""
+    assert R.study_location(tmp_path) == tmp_path.resolve() / "optuna.journal"
+    (tmp_path / "optuna.db").write_bytes(b"")
+    assert R.study_location(tmp_path) == tmp_path.resolve() / "optuna.db"
+    (tmp_path / "optuna.journal").write_bytes(b"")
+    assert R.study_location(tmp_path) == tmp_path.resolve() / "optuna.journal"
+
+
 def test_a_journal_cut_by_a_kill_resumes(tmp_path):
     """A driver killed mid-write leaves the journal's last line cut short and its lock behind: the resume's
     bookkeeping mends both, keeps every whole line (trial), and the study takes new trials again."""
