@@ -361,6 +361,11 @@ def test_a_journal_cut_by_a_kill_resumes(tmp_path):
     again.tell(t, 3.0)
     last = optuna.load_study(study_name="s", storage=R.open_storage(j)).trials[-1]
     assert last.value == 3.0 and last.params == running.params
+    # damage inside the file is no cut-short write: the resume stops with one clear error, nothing written
+    lines = j.read_bytes().split(b"\n")
+    j.write_bytes(b"\n".join([*lines[:2], lines[2][:15], *lines[3:]]))
+    with pytest.raises(RunError, match="cannot read the run's Optuna study"):
+        prepare_study(str(j), "s", objective="top1", done_numbers=set(), results={})
 
 
 @pytest.mark.slow

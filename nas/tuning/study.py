@@ -10,6 +10,7 @@ from typing import Any
 import optuna
 
 from nas import results as R
+from nas.errors import RunError
 from nas.search.plan import SAMPLERS  # the --sampler choices, checked when the plan is made
 
 _HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")  # Optuna >= 5
@@ -76,10 +77,14 @@ def prepare_study(storage_url: str, study_name: str, *, objective: str, done_num
     R.repair_journal(storage_url)
     try:
         study = optuna.load_study(study_name=study_name, storage=R.open_storage(storage_url))
+        trials = study.get_trials(deepcopy=False)
     except KeyError:
         return 0, []
+    except Exception as e:  # noqa: BLE001 - json, sqlite and Optuna's own errors alike: a damaged study file
+        raise RunError(f"cannot read the run's Optuna study {storage_url}: {type(e).__name__}: {str(e)[:200]}",
+                       "restore that file from a copy, or start a new run (another --name); the finished jobs' "
+                       "rows in trials.csv stay as they are") from None
     rerun: list[tuple[int, dict[str, Any]]] = []
-    trials = study.get_trials(deepcopy=False)
     requeued = {t.user_attrs.get("rerun_of") for t in trials}
     for t in trials:
         if t.state == optuna.trial.TrialState.RUNNING:
