@@ -366,6 +366,11 @@ def test_a_journal_cut_by_a_kill_resumes(tmp_path):
     j.write_bytes(b"\n".join([*lines[:2], lines[2][:15], *lines[3:]]))
     with pytest.raises(RunError, match="cannot read the run's Optuna study"):
         prepare_study(str(j), "s", objective="top1", done_numbers=set(), results={})
+    db = tmp_path / R.LEGACY_STUDY_DB  # an older run's sqlite file that is no database: the same, on one line
+    db.write_bytes(b"not a database" * 400)
+    with pytest.raises(RunError, match="cannot read the run's Optuna study .*DatabaseError") as err:
+        prepare_study(str(db), "s", objective="top1", done_numbers=set(), results={})
+    assert "\n" not in err.value.message
 
 
 @pytest.mark.slow
