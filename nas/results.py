@@ -265,15 +265,10 @@ def repair_journal(path: str | Path) -> None:
     if p.suffix != Path(STUDY_JOURNAL).suffix or not p.is_file():
         return
     Path(f"{p}.lock").unlink(missing_ok=True)  # optuna's JournalFileSymlinkLock: a symlink next to the file
-    size = p.stat().st_size
-    if size == 0:
-        return
-    with open(p, "rb+") as f:
-        f.seek(max(0, size - 1))
-        if f.read(1) == b"\n":
-            return
-        data = p.read_bytes()
-        f.truncate(data.rfind(b"\n") + 1)
+    data = p.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(p, "rb+") as f:
+            f.truncate(data.rfind(b"\n") + 1)
 
 
 def write_trials(run_dir: str | Path, df: pd.DataFrame) -> pd.DataFrame:

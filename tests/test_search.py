@@ -93,7 +93,8 @@ def test_kill_then_resume_loses_and_retrains_nothing(work):
     assert refused["val_top1"].isna().all() and (refused["epochs_done"] == 0).all()
     assert ((refused["madds_m"] > 3.0) | (refused["madds_m"] < 1.5)).all()
     # the run folder of the schema
-    for f in ("run.yaml", "space.yaml", "proxy.yaml", "environment.json", "trials.csv", "pareto.csv", "optuna.journal"):
+    for f in ("run.yaml", "space.yaml", "proxy.yaml", "environment.json", "trials.csv", "pareto.csv",
+              "optuna.journal"):
         assert (run / f).is_file(), f
     assert (run / "ray").is_dir()
     assert (run / "ray" / "logs").is_dir() and any((run / "ray" / "logs").iterdir()), "Ray's logs belong in the run folder"

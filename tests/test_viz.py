@@ -29,8 +29,8 @@ BASELINES = ("mobile_former_294m", "mobilevit_xxs", "mobilevitv2_050", "mobilevi
 def write_demo_run(run_dir: Path, *, n: int = 36, seed: int = 0, budget_m: float = 300.0, min_budget: float = 0.8,
                    with_study: bool | str = False, name: str | None = None) -> pd.DataFrame:
     """A hand-made run folder through nas.results: searched trials with knobs, published baselines,
-    early-stopped, failed and over-budget trials; optionally a real Optuna study: in optuna.journal as a search writes it (`with_study=True`), or in the
-    sqlite optuna.db of a run begun before journals (`with_study="sqlite"`)."""
+    early-stopped, failed and over-budget trials; optionally a real Optuna study: in optuna.journal as a search
+    writes it (`with_study=True`), or in the sqlite optuna.db of a run begun before journals (`with_study="sqlite"`)."""
     from nas.variants import published
 
     rng = random.Random(seed)

@@ -81,7 +81,8 @@ def prepare_study(storage_url: str, study_name: str, *, objective: str, done_num
     except KeyError:
         return 0, []
     except Exception as e:  # noqa: BLE001 - json, sqlite and Optuna's own errors alike: a damaged study file
-        raise RunError(f"cannot read the run's Optuna study {storage_url}: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}",
+        why = (str(e).strip().splitlines() or [""])[0][:200]  # SQLAlchemy's text has a second, "Background" line
+        raise RunError(f"cannot read the run's Optuna study {storage_url}: {type(e).__name__}: {why}",
                        "restore that file from a copy, or start a new run (another --name); the finished jobs' "
                        "rows in trials.csv stay as they are") from None
     rerun: list[tuple[int, dict[str, Any]]] = []

@@ -1,8 +1,9 @@
 """Knob importance for val top-1 (Optuna's fANOVA): the only Optuna code of the dashboard.
 
 The live dashboard is redrawn after every trial, so this module keeps three per-process caches: the
-opened storage of each run's Optuna study (optuna.journal; optuna.db in older runs), the result per (trials,
-accuracy) data, and each run's last result (reused while few trials were added since; fANOVA costs seconds at 500 trials).
+opened storage of each run's Optuna study (optuna.journal; optuna.db in older runs), the result per
+(trials, accuracy) data, and each run's last result (reused while few trials were added since; fANOVA costs
+seconds at 500 trials).
 """
 
 from __future__ import annotations
@@ -37,9 +38,8 @@ _LAST_IMPORTANCE: dict[str, Importance] = {}
 _STORAGES: dict[str, Any] = {}
 
 
-def _study_distributions(run_dir: Path) -> tuple[dict[int, dict], dict[int, dict]]:
-    """Params and distributions of the complete trials of the run's Optuna study, by trial number."""
-    f = R.study_location(run_dir)
+def _study_distributions(run_dir: Path, f: Path) -> tuple[dict[int, dict], dict[int, dict]]:
+    """Params and distributions of the complete trials of the run's Optuna study (file `f`), by trial number."""
     if not f.is_file() or not f.stat().st_size:
         return {}, {}
     if str(f) not in _STORAGES:  # opening an RDB storage costs ~1 s; the live dashboard reopens it every trial
@@ -59,8 +59,8 @@ def _study_distributions(run_dir: Path) -> tuple[dict[int, dict], dict[int, dict
 def compute_importance(run: R.Run, *, n_trees: int = 32, seed: int = 0, max_stale: int = 0) -> Importance:
     """fANOVA importance of each knob for val top-1 over the completed/early-stopped searched trials.
 
-    Parameter distributions come from the run's Optuna study (`nas.results.study_location`) when it has them, else from
-    the knob columns (each column's observed choices); the target is always the trials' val top-1.
+    Parameter distributions come from the run's Optuna study (`nas.results.study_location`) when it has them,
+    else from the knob columns (each column's observed choices); the target is always the trials' val top-1.
     Needs at least 2 such trials with some spread in val top-1; otherwise `note` says why there are none.
     Cached on the (trial, accuracy) data. `max_stale` > 0 (the live dashboard) reuses this run's last
     result while at most that many trained trials were added since (fANOVA costs seconds at 500 trials).
@@ -73,9 +73,10 @@ def compute_importance(run: R.Run, *, n_trees: int = 32, seed: int = 0, max_stal
         return Importance(note=f"not enough trials for knob importance: {len(ok)} completed, need at least 2")
     if not knobs:
         return Importance(note="no knob_* columns in the trials: nothing to rank")
+    study_file = R.study_location(run.path)
     key = (str(run.path), n_trees, seed,
            tuple(ok[["number", "val_top1"]].itertuples(index=False, name=None)),
-           sf.stat().st_mtime if (sf := R.study_location(run.path)).is_file() else 0.0)
+           study_file.stat().st_mtime if study_file.is_file() else 0.0)
     if key in _IMPORTANCE_CACHE:
         return _IMPORTANCE_CACHE[key]
     last = _LAST_IMPORTANCE.get(str(run.path))
@@ -85,9 +86,9 @@ def compute_importance(run: R.Run, *, n_trees: int = 32, seed: int = 0, max_stal
         return Importance(note="all completed trials have the same val top-1: no importance to attribute")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        s_params, s_dists = _study_distributions(run.path)
+        s_params, s_dists = _study_distributions(run.path, study_file)
     except Exception as e:  # a locked or foreign db: fall back to the frame, and say so
-        s_params, s_dists, why = {}, {}, f" ({R.study_location(run.path).name} unreadable: {type(e).__name__})"
+        s_params, s_dists, why = {}, {}, f" ({study_file.name} unreadable: {type(e).__name__})"
     else:
         why = ""
     choices = {k: sorted({str(v) if isinstance(v, str) else float(v) for v in df[k].dropna()}, key=str)
@@ -109,7 +110,7 @@ def compute_importance(run: R.Run, *, n_trees: int = 32, seed: int = 0, max_stal
                 params[name] = v
                 dists[name] = CategoricalDistribution(choices[k])
         trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=float(r["val_top1"])))
-    source = f"Optuna study ({R.study_location(run.path).name})" if from_study else "trials frame"
+    source = f"Optuna study ({study_file.name})" if from_study else "trials frame"
     study = optuna.create_study(direction="maximize")
     try:
         study.add_trials(trials)
