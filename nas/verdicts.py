@@ -5,7 +5,10 @@ search stage ranked the confirmed set, and the seed noise floor). torch-free; pa
 
 Only rows of a confirm rung count as confirmed: ``confirm`` (the first rung) or ``confirm@<steps>`` (a
 higher rung of the ladder, nas.search.ladder); their accuracy is `test_top1` (the held-out split, which no
-search decision reads), or `val_top1` where a run had no test split (`eval_set` says which). Every function
+search decision reads), or `val_top1` where a run had no test split (`eval_set` says which). The choices made
+on a rung (each candidate's reference, the headline, what the next rung retrains) read the same jobs' `val_top1`
+instead (`selection_scores`: the validation split carved from the training set), so the test split only ever
+measures what was chosen without it. Every function
 takes the rung it reads (`stage`); `compute_confirmation` reads the top rung, the one whose verdicts a run
 prints, and gives each verdict its trend: the same pair's paired difference at every rung below.
 """
@@ -79,12 +82,32 @@ def macro_of(row: Any) -> str:
     return "mobile_former" if "former" in fam or fam.endswith("mf") else "mobilevit"
 
 
-def seed_accuracies(df: pd.DataFrame, stage: str = FIRST_RUNG) -> dict[str, dict[int, float]]:
-    """trial -> {seed: confirmed accuracy} at rung `stage`."""
+def seed_accuracies(df: pd.DataFrame, stage: str = FIRST_RUNG, column: str = "acc") -> dict[str, dict[int, float]]:
+    """trial -> {seed: confirmed accuracy} at rung `stage` (`column`: another score of the same jobs, e.g.
+    ``val_top1``; seeds without it are left out)."""
     out: dict[str, dict[int, float]] = {}
-    for r in _confirm_rows(df, stage).to_dict("records"):
-        out.setdefault(str(r["trial"]), {})[int(r["seed"])] = float(r["acc"])
+    rows = _confirm_rows(df, stage)
+    if column not in rows.columns:
+        return out
+    for r in rows.to_dict("records"):
+        v = r[column]
+        if v is not None and v == v:
+            out.setdefault(str(r["trial"]), {})[int(r["seed"])] = float(v)
     return out
+
+
+def selection_scores(df: pd.DataFrame, stage: str = FIRST_RUNG) -> dict[str, dict[int, float]]:
+    """trial -> {seed: validation top-1} of the confirmed jobs at rung `stage`: what every choice of a rung reads
+    (`choice_mean`), so that no choice reads the test split its verdicts are measured on. Where a run has no
+    test split its accuracy is this same validation score."""
+    return seed_accuracies(df, stage, "val_top1")
+
+
+def choice_mean(sel: dict[str, dict[int, float]], trial: str, seeds: list[int]) -> float:
+    """`trial`'s mean selection score (`selection_scores`) over `seeds`; -inf where it has none, so that a
+    trial without a validation score is never chosen over one with."""
+    m = mean_on(sel.get(trial, {}), seeds)
+    return m if math.isfinite(m) else -math.inf
 
 
 def confirmed_table(df: pd.DataFrame, stage: str = FIRST_RUNG) -> pd.DataFrame:
@@ -132,14 +155,17 @@ def mean_on(acc: dict[int, float], seeds: list[int]) -> float:
 
 
 def verdict_table(df: pd.DataFrame, *, table: pd.DataFrame | None = None,
-                  accs: dict[str, dict[int, float]] | None = None, stage: str = FIRST_RUNG) -> pd.DataFrame:
+                  accs: dict[str, dict[int, float]] | None = None, stage: str = FIRST_RUNG,
+                  sel: dict[str, dict[int, float]] | None = None) -> pd.DataFrame:
     """Each confirmed searched candidate against the best published variant at equal or lower MAdds (best by
-    the mean over the base seeds): the paired difference over every shared seed, its 95% interval and the
-    verdict. `headline` marks the verdict the run leads with: the candidate with the highest mean over the
-    base seeds among those with a reference."""
+    the mean validation top-1 over the base seeds, `selection_scores`): the paired difference of their
+    accuracies (the test split's) over every shared seed, its 95% interval and the verdict. `headline` marks the
+    verdict the run leads with: the candidate with the highest mean validation top-1 over the base seeds among
+    those with a reference."""
     import pandas as pd
 
     table, accs = _measured(df, table, accs, stage)
+    sel = selection_scores(df, stage) if sel is None else sel
     first = base_seeds(accs)
     base = table[table["kind"] == "baseline"]
     rows = []
@@ -151,7 +177,7 @@ def verdict_table(df: pd.DataFrame, *, table: pd.DataFrame | None = None,
                "verdict": "no published variant at <= MAdds confirmed", "headline": False, "stage": stage,
                "steps": stage_steps(df, stage), "trend": "", "rungs": "", "last_trend": ""}
         if len(cand):
-            ref = max(cand.to_dict("records"), key=lambda b: mean_on(accs[b["trial"]], first))
+            ref = max(cand.to_dict("records"), key=lambda b: choice_mean(sel, b["trial"], first))
             d = S.paired_diff(accs[r["trial"]], accs[ref["trial"]])
             row.update(reference=ref["trial"], reference_madds_m=float(ref["madds_m"]),
                        reference_mean=float(ref["mean"]), diff=d.mean, diff_lo=d.lo, diff_hi=d.hi, n=d.n,
@@ -160,7 +186,7 @@ def verdict_table(df: pd.DataFrame, *, table: pd.DataFrame | None = None,
     out = pd.DataFrame(rows, columns=VERDICT_COLUMNS)
     with_ref = [i for i, r in enumerate(rows) if r["reference"]]
     if with_ref:
-        best = max(with_ref, key=lambda i: mean_on(accs[rows[i]["trial"]], first))
+        best = max(with_ref, key=lambda i: choice_mean(sel, rows[i]["trial"], first))
         out.loc[best, "headline"] = True
     return out.astype({"headline": bool})
 
@@ -359,7 +385,8 @@ def compute_confirmation(df: pd.DataFrame, stage: str | None = None) -> Confirma
     """What a run says at rung `stage` (default: its top rung), each verdict with its trend."""
     stage = top_stage(df) if stage is None else stage
     table, accs = confirmed_table(df, stage), seed_accuracies(df, stage)  # once, for all four parts
-    verdicts = with_trends(df, verdict_table(df, table=table, accs=accs, stage=stage), stage)
+    verdicts = with_trends(df, verdict_table(df, table=table, accs=accs, stage=stage, sel=selection_scores(df, stage)),
+                           stage)
     # the trust meter's ranking reads the first rung (every confirmed architecture is there, the top rung has a
     # few); its noise reads both, since the printed verdicts stand on the top rung's
     if stage == FIRST_RUNG:
@@ -386,5 +413,5 @@ def mark_front(front: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
 __all__ = ["CONFIRMED_COLUMNS", "VERDICT_COLUMNS", "Confirmation", "Dominance", "Trust", "RungNoise", "rung_noise",
            "compute_confirmation",
            "confirmed_table", "verdict_table", "headline", "half_width", "base_seeds", "dominance_claims", "correction_text", "trust_meter",
-           "seed_accuracies", "mark_front", "macro_of", "mean_on", "rung_stages", "stage_steps", "top_stage",
+           "seed_accuracies", "selection_scores", "choice_mean", "mark_front", "macro_of", "mean_on", "rung_stages", "stage_steps", "top_stage",
            "trend_of", "with_trends", "ladder_rows", "FIRST_RUNG", "TRENDS", "LADDER_COLUMNS"]

@@ -73,7 +73,7 @@ def _rows() -> pd.DataFrame:
             base["knob_macro"] = macro
         rows.append(R.make_row(**base, stage="search", seed=0, status="completed", val_top1=search))
         for s, a in enumerate(accs):
-            rows.append(R.make_row(**base, stage="confirm", seed=s, status="completed", val_top1=50.0,
+            rows.append(R.make_row(**base, stage="confirm", seed=s, status="completed", val_top1=a - 20.0,
                                    test_top1=a, eval_set="test"))
 
     add("mf_small", "baseline", 150.0, 60.0, [78.0, 78.4, 77.8], family="Mobile-Former")
@@ -137,6 +137,40 @@ def test_headline_is_the_best_candidate_with_a_published_reference():
     assert math.isclose(V.half_width(h), (h["diff_hi"] - h["diff_lo"]) / 2) and V.half_width(h) > 0
     assert V.headline(conf.verdicts.iloc[0:0]) is None
     assert V.half_width({"diff_lo": math.nan, "diff_hi": math.nan}) == math.inf
+
+
+def test_choices_read_validation_never_the_test_split():
+    """Each reference, the headline and what the top rung retrains are chosen on the confirm jobs' val_top1; the
+    verdicts are measured on test_top1. Here validation and test disagree: by test, mf_big (82) would be t0002's
+    reference and t0002 (83.5) the headline; by validation, mf_small (61) is the reference and t0001 (62) the
+    headline, and the diff printed is still the test split's."""
+    from nas.search.ladder import rung_trials
+
+    rows = []
+
+    def add(trial, kind, madds, vals, tests, family="hybrid-MF"):
+        base = dict(trial=trial, kind=kind, madds_m=madds, family=family, params_m=1.0, arch_id=trial)
+        if kind == "searched":
+            base["knob_macro"] = "mobile_former"
+        rows.append(R.make_row(**base, stage="search", seed=0, status="completed", val_top1=40.0))
+        rows.extend(R.make_row(**base, stage="confirm", seed=s, status="completed", val_top1=v, test_top1=t,
+                               eval_set="test") for s, (v, t) in enumerate(zip(vals, tests)))
+
+    add("mf_small", "baseline", 150.0, [61.0, 61.2], [80.0, 80.4], family="Mobile-Former")
+    add("mf_big", "baseline", 250.0, [59.0, 59.4], [82.0, 82.2], family="Mobile-Former")
+    add("t0001", "searched", 260.0, [62.0, 62.4], [81.0, 81.6])
+    add("t0002", "searched", 270.0, [58.0, 58.2], [83.5, 83.7])
+    df = R.normalize_trials(pd.DataFrame(rows))
+    assert V.selection_scores(df)["t0001"] == {0: 62.0, 1: 62.4}
+    v = V.compute_confirmation(df).verdicts.set_index("trial")
+    assert v.loc["t0001", "reference"] == "mf_small" and v.loc["t0002", "reference"] == "mf_small"
+    assert bool(v.loc["t0001", "headline"]) and not bool(v.loc["t0002", "headline"])
+    assert v.loc["t0001", "diff"] == pytest.approx(1.1)  # test: (81.0 - 80.0 + 81.6 - 80.4) / 2
+    assert rung_trials(df) == ["t0001", "mf_small", "mf_big"]  # the references ordered by validation too
+    # a run without a test split measures on validation, and chooses on it as before
+    no_test = df.assign(test_top1=float("nan"), eval_set="val")
+    h = V.compute_confirmation(no_test).headline
+    assert h["trial"] == "t0001" and h["reference"] == "mf_small" and h["diff"] == pytest.approx(1.1)
 
 
 def test_trust_meter_reads_rank_agreement_and_noise():

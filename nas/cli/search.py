@@ -10,8 +10,9 @@ published variants are retrained under the longer confirm protocol with --confir
 scored on the dataset's test split, which no search decision reads. Each candidate gets its confirmed
 accuracy and its paired difference to the best published variant at <= MAdds, with a 95% interval and a
 verdict; search-stage gains are shown only beside them. The HEADLINE (the best candidate against its
-reference, chosen on these seeds) then gets, for both, the paired seeds that the first seeds' noise says a
-95% interval within --confirm-width points needs, at most --confirm-max-seeds.
+reference, chosen on these seeds' validation top-1, never the test split's) then gets, for both, the paired
+seeds that the first seeds' noise says a 95% interval within --confirm-width points needs, at most
+--confirm-max-seeds.
 
 Each finished job is written to results/<name>/ at once; `--resume results/<name>` continues a run stopped
 by Ctrl-C or a kill (in either stage) without retraining anything.

@@ -6,7 +6,7 @@ the initial weights' random stream, so two architectures' runs with one seed dif
 Candidates: the top `top_k` searched trials of the search front by search-stage accuracy, never all of one
 family while the other family has trained candidates (a family bias of the search protocol must not hide
 the other family's best). Then the headline verdict (the best candidate against its published reference,
-chosen on those first seeds: `nas.verdicts.headline`) gets the paired seeds that the first stage's noise
+chosen on those first seeds' validation top-1: `nas.verdicts.headline`) gets the paired seeds that the first stage's noise
 says its 95% interval needs to be within `width` points, at most `max_seeds` (`headline_jobs`): the claim
 the run leads with gets the seeds, the others keep `seeds` (BENCHMARKS.md, "The default run"). Each
 finished seed is a ``stage = confirm`` row the moment it ends; a resume trains only the (trial, seed) pairs

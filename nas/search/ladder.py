@@ -10,6 +10,8 @@ retrains, with paired seeds:
 - the headline candidate and the best candidate of the other family (by first-rung mean);
 - for each, the two best published variants at <= its MAdds on the first rung (the reference a verdict
   compares against is chosen again on the top rung: at 512 steps the best published variant can change).
+Every "best" here is by mean validation top-1 over the rung's base seeds (`nas.verdicts.selection_scores`):
+the test split the verdicts are measured on chooses nothing.
 Then the top rung's headline pair (chosen on the rung's first seeds) gets its extra paired seeds: at least
 MIN_HEADLINE_SEEDS, more where --confirm-width asks and the time budget allows (`nas.search.confirm.headline_jobs`).
 `nas.verdicts.compute_confirmation` then reads the top rung and gives each verdict its trend.
@@ -81,13 +83,13 @@ def rung_trials(df: Any) -> list[str]:
     first rung has no headline (no candidate with a published variant at <= its MAdds)."""
     from nas import verdicts as V
 
-    accs = V.seed_accuracies(df)
+    accs, sel = V.seed_accuracies(df), V.selection_scores(df)
     table = V.confirmed_table(df)
-    h = V.headline(V.verdict_table(df, table=table, accs=accs))
+    h = V.headline(V.verdict_table(df, table=table, accs=accs, sel=sel))
     if h is None:
         return []
     first = V.base_seeds(accs)
-    score = {t: V.mean_on(a, first) for t, a in accs.items()}
+    score = {t: V.choice_mean(sel, t, first) for t in accs}
     rows = {r["trial"]: r for r in table.to_dict("records")}
     picks = [str(h["trial"])]
     others = [t for t, r in rows.items() if r["kind"] == "searched" and r["macro"] != rows[picks[0]]["macro"]]
