@@ -139,6 +139,26 @@ def test_trainer_learns_and_reports_each_epoch():
     assert r.params and r.train_images_per_s > 0 and r.proxy_hash == QUICK.hash
 
 
+def test_validating_after_the_last_epoch_only_gives_the_same_result(monkeypatch):
+    """curve=False skips the validation of every epoch but the last: the trained network and its last val top-1
+    are the same to the digit (evaluation draws no random numbers and changes no weight), the earlier epochs
+    report val_top1 None, and the validation set is evaluated once instead of three times."""
+    import nas.train.loop as L
+
+    data = synthetic()
+    calls = []
+    real = L.evaluate_metrics
+    monkeypatch.setattr(L, "evaluate_metrics", lambda model, x, *a, **k: calls.append(len(x)) or real(model, x, *a, **k))
+    every = train_arch(TINY, data, QUICK, threads=1, final=True)
+    n_every, calls[:] = list(calls), []
+    last = train_arch(TINY, data, QUICK, threads=1, final=True, curve=False)
+    assert n_every == [64, 64, 64, 64] and calls == [64, 64]  # 3 validations + the test subset; 1 + the test subset
+    assert last.status == "completed" and last.val_top1 == every.val_top1 and last.test_top1 == every.test_top1
+    assert [m["train_loss"] for m in last.history] == [m["train_loss"] for m in every.history]
+    assert [m["val_top1"] for m in last.history] == [None, None, every.val_top1]
+    assert last.best_val_top1 == last.val_top1
+
+
 def test_same_seed_same_metrics():
     data = synthetic()
     p = QUICK.replace(epochs=1)

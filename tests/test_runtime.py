@@ -4,6 +4,7 @@ through the real trainer, scorer-free paths and the real baseline cache; the tun
 from __future__ import annotations
 
 import ast
+import json
 import platform
 import subprocess
 import sys
@@ -114,6 +115,13 @@ def test_a_train_job_is_a_plain_function_of_job_and_report(tmp_path, monkeypatch
     last = seen[-1]
     assert last["status"] == "completed" and last["seed"] == 3 and last["trial"] == "b0"
     assert last["test_top1"] is not None and last["eval_set"] == "test"
+    assert all(isinstance(v, float) for v in json.loads(last["val_curve"]))  # validated after every epoch
+    # curve=False: validated after the last epoch only, the same result
+    once: list[dict] = []
+    jobmod.train_job(job, once.append, space={}, proxy=QUICK.replace(epochs=2, resolution=16).to_dict(),
+                     data="quadrants", runtime=Runtime(threads=1).to_dict(), curve=False)
+    assert json.loads(once[-1]["val_curve"]) == [None, last["val_top1"]] and once[0]["val_top1"] is None
+    assert once[-1]["val_top1"] == last["val_top1"] and once[-1]["test_top1"] == last["test_top1"]
     # a replay that does not give the proposed architecture is reported, not raised
     seen.clear()
     jobmod.train_job(job.replace(arch_id="not-this-one"), seen.append, space={}, proxy=QUICK.to_dict(),

@@ -110,6 +110,8 @@ def test_kill_then_resume_loses_and_retrains_nothing(work):
         assert p["rebuild_cmd"].startswith("nas train ")
     curve = json.loads(trained.iloc[0]["val_curve"])
     assert len(curve) == 2 and trained.iloc[0]["epochs_done"] == 2
+    # no scheduler reads the first epoch (--no-early-stop) and no --curves: validated after the last epoch only
+    assert curve[0] is None and curve[1] == pytest.approx(trained.iloc[0]["val_top1"])
     assert {"knob_fusion", "knob_attention", "knob_width_mult"} <= set(after.columns)
     # the Optuna study holds every proposal, none left RUNNING
     import optuna
@@ -428,7 +430,7 @@ def test_confirm_stage_kill_resume_and_extend(work):
     cmd = [*NAS, "search", "--budget", "3M", "--space", TINY, "--proxy", str(work / "proxy.yaml"), "--results",
            str(work / "results"), "--max-concurrent", "1", "--trials", "2", "--name", "conf", "--no-early-stop",
            "--confirm-top", "2", "--confirm-seeds", "2", "--confirm-protocol", str(work / "confirm.yaml"),
-           "--top-steps", "0"]
+           "--top-steps", "0", "--curves"]
     df = _kill_once(cmd, run, lambda df: ((df["stage"] == "confirm") & (df["status"] == "completed")).any())
     before = df[(df["stage"] == "confirm") & (df["status"] == "completed")]
     r = subprocess.run([*NAS, "search", "--resume", str(run)], env=ENV, capture_output=True, text=True, timeout=300)
@@ -444,6 +446,9 @@ def test_confirm_stage_kill_resume_and_extend(work):
     # the search stage is untouched by the confirmation, and its candidates are the confirmed ones
     search = after[after["stage"] == "search"]
     assert set(conf["trial"]) <= set(search[search["status"] == "completed"]["trial"])
+    # --curves: each search job validated after both its epochs
+    curves = search[search["status"] == "completed"]["val_curve"].map(json.loads)
+    assert len(curves) and all(len(c) == 2 and all(isinstance(v, float) for v in c) for c in curves)
     assert "confirmed (test split, n = 2 paired seeds" in r.stdout and "trust meter:" in r.stdout
     for f in ("confirm.yaml", "confirmed.csv", "verdicts.csv"):
         assert (run / f).is_file(), f

@@ -70,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "have stopped 4 of its top 8; BENCHMARKS.md, 'Fidelity against the long reference')")
     p.add_argument("--no-early-stop", dest="early_stop", action="store_false",
                    help="train every trial to the end (the default)")
+    p.add_argument("--curves", action="store_true",
+                   help="validate each search job after every epoch, for the dashboard's learning curves (default: "
+                        "after its last epoch only, unless --early-stop reads every epoch; the results are the same)")
     add_confirm_arguments(p)
     add_resource_arguments(p)
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder (its settings are kept; "
@@ -158,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         DEFAULT_ONESHOT_TRIALS if args.strategy == "oneshot" else DEFAULT_TRIALS)
     opts = SearchOptions(budget=args.budget, space=args.space, trials=trials, name=args.name, data=args.data,
                          proxy=args.proxy, epochs=args.epochs, seed=args.seed, objective=args.objective,
-                         sampler=args.sampler, min_budget=args.min_budget, early_stop=args.early_stop,
+                         sampler=args.sampler, min_budget=args.min_budget, early_stop=args.early_stop, curves=args.curves,
                          gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
                          max_concurrent=args.max_concurrent, address=args.address, resume=args.resume,
                          results_root=args.results, baselines=args.baselines, confirm=args.confirm,

@@ -124,14 +124,15 @@ def seconds_per_image(arch: Any, proxy: Any, dataset: Any, *, threads: int,
     return cache[key]
 
 
-def job_seconds(per_img: PerImage, proxy: Any, dataset: Any, *, test: bool = False) -> float:
+def job_seconds(per_img: PerImage, proxy: Any, dataset: Any, *, test: bool = False, curve: bool = True) -> float:
     """Seconds one training job under `proxy` takes here, for a network timed at `per_img` (`seconds_per_image`,
     under a protocol of the same resolution and batch size): scaled to the protocol's training images and
-    evaluations (the validation images every epoch, the test subset when `test`)."""
+    evaluations (the validation images every epoch, or after the last only where `curve` is False; the test
+    subset when `test`)."""
     n_test = 0
     if test and dataset.test_y is not None:
         n_test = min(proxy.test_images, len(dataset.test_y)) if proxy.test_images else len(dataset.test_y)
-    evals = proxy.val_images * proxy.epochs + n_test
+    evals = proxy.val_images * (proxy.epochs if curve else 1) + n_test
     from nas.search.ladder import available_images
 
     images = min(proxy.train_images, available_images(dataset, proxy))  # what the trainer draws
@@ -213,7 +214,8 @@ def dry_run(plan: SearchPlan, *, confirm_proxy: Any = None, top_proxy: Any = Non
         per_job = [score_seconds(plan, a, threads=res.cpus_per_trial) for _m, a, _w in probes]
     else:
         per_job = [job_seconds(seconds_per_image(a, plan.proxy, plan.dataset, threads=res.cpus_per_trial,
-                                                 cache=timed), plan.proxy, plan.dataset) for _m, a, _w in probes]
+                                                 cache=timed), plan.proxy, plan.dataset,
+                               curve=plan.opts.curves or plan.opts.early_stop) for _m, a, _w in probes]
     trial_s = sum(s * w for s, (_m, _a, w) in zip(per_job, probes))
     by_macro = _by_macro([(m, w, s) for s, (m, _a, w) in zip(per_job, probes)])
     probe_s = tuple((m, sum(w for w, _s in g), sum(w * s for w, s in g) / sum(w for w, _s in g))

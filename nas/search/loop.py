@@ -131,6 +131,7 @@ def run_search(plan: SearchPlan, *, dashboard: Path | None = None, extra_jobs: i
                                proxy=plan.proxy.to_dict(), data=str(o.data) if o.data else plan.dataset.name,
                                storage_url=storage_url, study_name=plan.name, storage_path=d / "ray",
                                resources=resources, jobs=pending, early_stop=o.early_stop and not plan.oneshot,
+                               curves=o.curves,
                                supernet=str(plan.supernet) if plan.oneshot else None,
                                calibration=scoring["calibration_images"], score_images=scoring["score_images"],
                                runtime=plan.runtime)

@@ -78,6 +78,7 @@ class SearchOptions:
     sampler: str | None = None
     min_budget: float = DEFAULT_MIN_BUDGET
     early_stop: bool = False  # ASHA's 32-step decisions stop slow starters (BENCHMARKS.md): off unless asked
+    curves: bool = False  # search jobs validate every epoch (--curves), not only after the last; changes no result
     gpus_per_trial: float | None = None
     cpus_per_trial: int | None = None
     max_concurrent: int | None = None

@@ -48,17 +48,23 @@ def checkpoint_file(checkpoint_dir: Path, job: TrialJob) -> Path:
     return checkpoint_dir / f"{job.stage}-{job.trial}-s{job.seed}.pt"
 
 
+def _curve_json(xs: list[float]) -> str:
+    """A val curve as JSON: null for an epoch without validation (NaN is not JSON)."""
+    return json.dumps([x if x == x else None for x in xs])
+
+
 def _nanmax(xs: list[float]) -> float | None:
     ok = [x for x in xs if x == x]
     return max(ok) if ok else None
 
 
 def train_job(job: TrialJob, report: JobReport, *, space: dict[str, Any], proxy: dict[str, Any], data: str,
-              runtime: Any = None, checkpoint_dir: str | Path | None = None) -> None:
+              runtime: Any = None, checkpoint_dir: str | Path | None = None, curve: bool = True) -> None:
     """Train `job` (see the module docstring). `runtime` (a `nas.runtime.Runtime` or its dict) says where and
     how: device, threads, memory format, precision. With `checkpoint_dir`, the job saves its state there between
     epochs, in a file named after its stage, trial and seed, and a killed job resumes from it (`checkpoint_file`).
-    A job that raises is reported as failed, never raised."""
+    A job that raises is reported as failed, never raised. `curve` False validates after the last epoch only
+    (`train_arch`): a search whose scheduler reads no earlier epoch."""
     from nas.runtime import Runtime
     from nas.train import proxy_from_dict, train_arch
 
@@ -68,7 +74,7 @@ def train_job(job: TrialJob, report: JobReport, *, space: dict[str, Any], proxy:
         pc = pc.replace(seed=int(job.seed))
     arch = arch_of_job(job, space)
     base = job_base(job, arch.arch_id)
-    curve: list[float] = []
+    points: list[float] = []  # each epoch's val top-1 so far (NaN where it was not validated)
     t0 = time.time()
     if arch.arch_id != job.arch_id:
         report({**base, "status": "failed", "final": True, "epoch": 0, METRIC: None,
@@ -79,14 +85,15 @@ def train_job(job: TrialJob, report: JobReport, *, space: dict[str, Any], proxy:
 
     def on_epoch(m: dict[str, Any]) -> None:
         v = m.get(METRIC)
-        curve.append(float(v) if v is not None else math.nan)
+        points.append(float(v) if v is not None else math.nan)
         report({**base, "epoch": int(m["epoch"]), METRIC: v, "train_loss": m.get("train_loss"),
-                "images_per_s": m.get("images_per_s"), "val_curve": json.dumps(curve),
-                "best_val_top1": _nanmax(curve), "wall_s": time.time() - t0})
+                "images_per_s": m.get("images_per_s"), "val_curve": _curve_json(points),
+                "best_val_top1": _nanmax(points), "wall_s": time.time() - t0})
 
     try:
         ck = None if checkpoint_dir is None else checkpoint_file(Path(checkpoint_dir), job)
-        res = train_arch(arch, dataset(data), pc, report=on_epoch, final=job.evaluate_test, runtime=rt, checkpoint=ck)
+        res = train_arch(arch, dataset(data), pc, report=on_epoch, final=job.evaluate_test, runtime=rt, checkpoint=ck,
+                         curve=curve)
         out = {"status": res.status, METRIC: res.val_top1, "best_val_top1": res.best_val_top1,
                "epoch": res.epochs_run, "images_per_s": res.train_images_per_s, "wall_s": res.wall_s,
                "params_m": (res.params or 0) / 1e6, "error": res.error or "",
@@ -94,8 +101,8 @@ def train_job(job: TrialJob, report: JobReport, *, space: dict[str, Any], proxy:
                "test_top1": res.test_top1, "eval_set": eval_set(job.evaluate_test, data),
                "resumed_after_epoch": res.resumed_after_epoch}
     except Exception as e:  # a job that raises is recorded, the search goes on
-        out = {"status": "failed", METRIC: None, "epoch": len(curve), "error": f"{type(e).__name__}: {e}"[:2000],
-               "wall_s": time.time() - t0, "val_curve": json.dumps(curve)}
+        out = {"status": "failed", METRIC: None, "epoch": len(points), "error": f"{type(e).__name__}: {e}"[:2000],
+               "wall_s": time.time() - t0, "val_curve": _curve_json(points)}
     if out["status"] in ("nan", "failed"):
         out[METRIC] = None
     report({**base, **out, "final": True})

@@ -248,7 +248,8 @@ def _model(arch: ArchConfig, data: ImageData, proxy: ProxyConfig, runtime: Runti
 def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: ProxyConfig | None = None, *,
                device: str | torch.device | None = None, report: Report | None = None, final: bool = False,
                threads: int | None = None, init: str | Path | dict | None = None,
-               runtime: Runtime | dict | None = None, checkpoint: str | Path | None = None) -> TrainResult:
+               runtime: Runtime | dict | None = None, checkpoint: str | Path | None = None,
+               curve: bool = True) -> TrainResult:
     """Proxy-train `arch` on `data` (an ImageData, or a dataset name/path) under `proxy` (default protocol
     if None) and return a TrainResult; see the module docstring for the report contract. `final` also
     scores the test split. `init` (a state_dict or its file, e.g. from `nas supernet extract`) replaces the
@@ -256,7 +257,8 @@ def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: Prox
     CPU); `device` and `threads`, when given, replace the runtime's own. `checkpoint` (a file) makes a killed
     job resume where it stood (`nas.train.checkpoint`): its state is saved there between epochs, a saved state of
     the same job is resumed from, and the file is removed when this returns. `wall_s` then counts the earlier
-    processes' time too.
+    processes' time too. `curve` False validates after the last epoch only (the other epochs report
+    ``val_top1`` None): for jobs whose earlier epochs' validation nothing reads; the last epoch's is the same.
 
     Status: ``completed``; ``nan`` (a non-finite loss ended training, with a message); ``early_stopped``
     (`report` returned "stop"); ``failed`` (the network raised while training, e.g. out of memory; the
@@ -287,7 +289,7 @@ def train_arch(arch: ArchConfig | str, data: ImageData | str | None, proxy: Prox
             if init is not None:
                 load_init(model, init)
             result.params = count_params(model)
-            _train(model, prep, proxy, report, result, t_start, rt, ck)
+            _train(model, prep, proxy, report, result, t_start, rt, ck, curve=curve)
             if final and result.status == "completed":
                 result.test_top1 = evaluate(model, prep.test_x, prep.test_y, prep,
                                             batch_size=eval_batch_size(proxy.batch_size),
@@ -332,9 +334,10 @@ def load_init(model: nn.Module, init: str | Path | dict) -> None:
 
 
 def _train(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, report: Report | None,
-           result: TrainResult, t_start: float, runtime: Runtime, ck: JobCheckpoint | None = None) -> None:
-    """The epochs of `train_arch`: train, validate, record into `result`, report; resumed from and saved to
-    `ck` where one is given."""
+           result: TrainResult, t_start: float, runtime: Runtime, ck: JobCheckpoint | None = None, *,
+           curve: bool = True) -> None:
+    """The epochs of `train_arch`: train, validate (after every epoch, or the last only where `curve` is False),
+    record into `result`, report; resumed from and saved to `ck` where one is given."""
     bs, steps = epoch_shape(prep, proxy)
     opt = make_optimizer(model, proxy)
     crit = nn.CrossEntropyLoss(label_smoothing=proxy.label_smoothing)
@@ -351,15 +354,18 @@ def _train(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, report: Rep
         loss = train_epoch(model, prep, proxy, opt, crit, gen, epoch=epoch, runtime=runtime)
         dt = time.perf_counter() - t0
         train_time += dt
-        val, val_loss = evaluate_metrics(model, prep.val_x, prep.val_y, prep, batch_size=eval_batch_size(bs),
-                                         runtime=runtime)
+        val = val_loss = None
+        if curve or epoch == proxy.epochs:
+            val, val_loss = evaluate_metrics(model, prep.val_x, prep.val_y, prep, batch_size=eval_batch_size(bs),
+                                             runtime=runtime)
         metrics = {"epoch": epoch, "train_loss": loss, "val_top1": val, "val_loss": val_loss,
                    "images_per_s": steps * bs / dt,
                    "elapsed_s": time.perf_counter() - t_start}
         result.history.append(metrics)
         result.epochs_run = epoch
         result.val_top1 = val
-        result.best_val_top1 = val if result.best_val_top1 is None else max(result.best_val_top1, val)
+        if val is not None:
+            result.best_val_top1 = val if result.best_val_top1 is None else max(result.best_val_top1, val)
         result.train_images_per_s = epoch * steps * bs / train_time
         result.status = "completed"
         if ck is not None and epoch < proxy.epochs and ck.due():

@@ -17,12 +17,13 @@ from nas.jobs import TrialJob
 
 
 def trainable(config: dict[str, Any], *, space: dict[str, Any], proxy: dict[str, Any], data: str,
-              runtime: dict[str, Any], checkpoint_dir: str | None = None) -> None:
-    """One training job (`config` is a TrialJob): each epoch, then the final result, to Tune."""
+              runtime: dict[str, Any], checkpoint_dir: str | None = None, curve: bool = True) -> None:
+    """One training job (`config` is a TrialJob): each epoch, then the final result, to Tune (`curve`: see
+    `train_job`)."""
     from nas.train.job import train_job
 
     train_job(TrialJob.from_config(config), tune.report, space=space, proxy=proxy, data=data, runtime=runtime,
-              checkpoint_dir=checkpoint_dir)
+              checkpoint_dir=checkpoint_dir, curve=curve)
 
 
 def supernet_trainable(config: dict[str, Any], *, settings: dict[str, Any], run_dir: str,

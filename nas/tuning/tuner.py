@@ -108,6 +108,7 @@ class TuneSpec:
     resources: Resources
     jobs: list[TrialJob] = field(default_factory=list)
     early_stop: bool = True
+    curves: bool = True  # validate every epoch (False: the last only; early stopping reads every epoch's)
     sampler: str | None = None
     supernet: str | None = None  # one-shot: score by inherited weights from this supernet instead of training
     calibration: int = 256  # one-shot: training images that recalibrate BatchNorm
@@ -145,7 +146,7 @@ def run_tune(spec: TuneSpec, hooks: SearchHooks, *, on_error: Callable[[dict[str
         else:
             _fit(searcher, scheduler, spec.trials + len(jobs), space=spec.space, proxy=spec.proxy, data=spec.data,
                  resources=res, storage_path=spec.storage_path, on_error=on_error, on_start=on_start,
-                 runtime=spec.runtime)
+                 runtime=spec.runtime, curve=spec.curves or spec.early_stop)
     finally:
         searcher.release_all()
     return searcher
@@ -169,14 +170,16 @@ def run_jobs(jobs: list[TrialJob], hooks: SearchHooks, *, space: SearchSpace, pr
 def _fit(searcher: Searcher, scheduler: TrialScheduler, n: int, *, space: SearchSpace, proxy: dict[str, Any],
          data: str, resources: Resources, storage_path: Path, on_error: Callable[[dict[str, Any], str], None],
          on_start: Callable[[dict[str, Any]], None], runtime: Runtime | None = None,
-         checkpoint_dir: Path | None = None) -> None:
+         checkpoint_dir: Path | None = None, curve: bool = True) -> None:
     """Train `n` jobs from `searcher` as Tune trials; each runs in `runtime` with as many torch threads as Ray
-    gives it CPUs (and checkpoints under `checkpoint_dir`, where one is given)."""
+    gives it CPUs (and checkpoints under `checkpoint_dir`, where one is given), validating after every epoch or,
+    where `curve` is False, after the last only."""
     if n <= 0:
         return
     rt = Runtime.of(runtime).replace(threads=max(1, int(resources.cpus_per_trial)))
     fn = tune.with_parameters(trainable, space=space.raw, proxy=proxy, data=data, runtime=rt.to_dict(),
-                              checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir.resolve()))
+                              checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir.resolve()),
+                              curve=curve)
     fn = tune.with_resources(fn, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
     tuner = tune.Tuner(
         fn,

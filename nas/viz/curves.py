@@ -87,6 +87,9 @@ def plot_curves(curves: Sequence[dict[str, Any]], *, title: str = "Learning curv
                 hovertemplate=f"<b>{html.escape(c['name'])}</b> (published)<br>epoch %{{x}}: %{{y:.2f}}%<extra></extra>"))
     if not curves:
         empty_note(fig, "no learning curve yet", hide_axes=False)
+    elif all(sum(v == v for v in c["val_top1"]) <= 1 for c in curves):
+        empty_note(fig, "each job was validated after its last epoch only: `nas search --curves` draws the curves",
+                   hide_axes=False)
     fig.update_xaxes(title="epoch", dtick=1 if curves and max(len(c["epochs"]) for c in curves) <= 20 else None)
     fig.update_yaxes(title="val top-1 (%)")
     return base_layout(fig, title=title, height=460)
