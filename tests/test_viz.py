@@ -227,6 +227,12 @@ def test_curves_and_problem_trials(demo):
     bad = t.head(1).assign(val_curve="[1, 2")
     with pytest.raises(RunError, match="not a JSON list"):
         viz.compute_curves(bad)
+    # a default search validates after the last epoch only: one point a trial, and the panel says so
+    once = t[t["status"] == "completed"].assign(val_curve="[null, 61.5]")
+    data = viz.compute_curves(once)
+    assert data and all(math.isnan(c["val_top1"][0]) and c["val_top1"][1] == 61.5 for c in data)
+    assert "--curves" in viz.plot_curves(data).layout.annotations[0].text
+    assert not viz.plot_curves(viz.compute_curves(t)).layout.annotations
 
 
 def test_reference_has_all_23_with_our_count():
