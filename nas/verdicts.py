@@ -200,6 +200,16 @@ def headline(verdicts: pd.DataFrame) -> dict[str, Any] | None:
     return verdicts[verdicts["headline"]].iloc[0].to_dict()
 
 
+def unchosen_diff(accs: dict[str, dict[int, float]], trial: str, reference: str) -> S.PairedDiff:
+    """`trial` - `reference` paired over the seeds that took part in no choice: all but the base seeds
+    (`base_seeds`, on which every choice of the ladder is made, the first rung's included, whose seeds are
+    the same). Their seeds are chosen on nothing, so this difference carries no selection bias, at the price
+    of fewer seeds than the verdict's."""
+    chose = set(base_seeds(accs))
+    return S.paired_diff({s: v for s, v in accs.get(trial, {}).items() if s not in chose},
+                         {s: v for s, v in accs.get(reference, {}).items() if s not in chose})
+
+
 def half_width(verdict: dict[str, Any]) -> float:
     """Half the width of a verdict's 95% interval (inf when it has none: fewer than 2 shared seeds)."""
     w = (float(verdict["diff_hi"]) - float(verdict["diff_lo"])) / 2
@@ -311,6 +321,8 @@ class Confirmation:
     stage: str = FIRST_RUNG  # the rung all of the above is measured at (the top rung)
     steps: int = 0  # its optimizer steps (0: unknown, a run from before the ladder)
     rungs: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # every rung, shortest first
+    # the headline's paired difference on the seeds that chose nothing (`unchosen_diff`); None: no headline
+    headline_unchosen: S.PairedDiff | None = None
 
     @property
     def headline(self) -> dict[str, Any] | None:
@@ -393,9 +405,12 @@ def compute_confirmation(df: pd.DataFrame, stage: str | None = None) -> Confirma
         trust = trust_meter(df, table=table, accs=accs)
     else:
         trust = dataclasses.replace(trust_meter(df), top=rung_noise(df, stage, table=table, accs=accs))
+    h = headline(verdicts)
     return Confirmation(table, verdicts, dominance_claims(df, table=table, accs=accs, stage=stage),
                         trust, stage=stage, steps=stage_steps(df, stage),
-                        rungs=[(s, stage_steps(df, s)) for s in rung_stages(df)])
+                        rungs=[(s, stage_steps(df, s)) for s in rung_stages(df)],
+                        headline_unchosen=None if h is None else unchosen_diff(accs, str(h["trial"]),
+                                                                                str(h["reference"])))
 
 
 def mark_front(front: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
@@ -411,7 +426,7 @@ def mark_front(front: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["CONFIRMED_COLUMNS", "VERDICT_COLUMNS", "Confirmation", "Dominance", "Trust", "RungNoise", "rung_noise",
-           "compute_confirmation",
+           "compute_confirmation", "unchosen_diff",
            "confirmed_table", "verdict_table", "headline", "half_width", "base_seeds", "dominance_claims", "correction_text", "trust_meter",
            "seed_accuracies", "selection_scores", "choice_mean", "mark_front", "macro_of", "mean_on", "rung_stages", "stage_steps", "top_stage",
            "trend_of", "with_trends", "ladder_rows", "FIRST_RUNG", "TRENDS", "LADDER_COLUMNS"]

@@ -173,6 +173,36 @@ def test_choices_read_validation_never_the_test_split():
     assert h["trial"] == "t0001" and h["reference"] == "mf_small" and h["diff"] == pytest.approx(1.1)
 
 
+def test_the_headline_is_also_read_on_the_seeds_that_chose_nothing():
+    """Seeds 0 and 1 (every architecture's) choose the headline; the pair's seeds 2-4 choose nothing, so the summary
+    also gives the pair's difference on those alone: by hand (81.0 - 80.0 + 81.5 - 80.0 + 80.5 - 80.0) / 3 = +1.0."""
+    from nas.cli.search import confirmation_lines
+
+    rows = []
+
+    def add(trial, kind, madds, tests):
+        base = dict(trial=trial, kind=kind, madds_m=madds, family="hybrid-MF", params_m=1.0, arch_id=trial)
+        if kind == "searched":
+            base["knob_macro"] = "mobile_former"
+        rows.append(R.make_row(**base, stage="search", seed=0, status="completed", val_top1=40.0))
+        rows.extend(R.make_row(**base, stage="confirm", seed=s, status="completed", val_top1=t - 20.0, test_top1=t,
+                               eval_set="test") for s, t in enumerate(tests))
+
+    add("ref", "baseline", 150.0, [78.0, 78.5, 80.0, 80.0, 80.0])
+    add("t0001", "searched", 200.0, [84.0, 85.0, 81.0, 81.5, 80.5])  # +6.5 on the choosing seeds
+    add("t0002", "searched", 210.0, [79.0, 79.0])
+    df = R.normalize_trials(pd.DataFrame(rows))
+    conf = V.compute_confirmation(df)
+    h, u = conf.headline, conf.headline_unchosen
+    assert h["trial"] == "t0001" and h["n"] == 5
+    assert u.n == 3 and u.mean == pytest.approx(1.0) and u.lo < u.mean < u.hi
+    line = next(x for x in confirmation_lines(conf) if "chose nothing" in x)
+    assert "on the 3 seeds that chose nothing (the first 2 chose the pair)" in line and "n=3" in line
+    # without seeds beyond the base ones there is nothing to print
+    two = V.compute_confirmation(df[df["seed"] < 2])
+    assert two.headline_unchosen.n == 0 and not [x for x in confirmation_lines(two) if "chose nothing" in x]
+
+
 def test_trust_meter_reads_rank_agreement_and_noise():
     tr = V.trust_meter(_rows(), resamples=200)
     assert tr.rank.n == 5 and -1 <= tr.rank.tau <= 1

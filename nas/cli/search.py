@@ -441,6 +441,12 @@ def confirmation_lines(conf: Any, resolution: int | None = None, run_dir: Any = 
 
         lines.append(f"  HEADLINE {h['trial']} vs {h['reference']}: {_diff(h)}, half-width "
                      f"{_f(half_width(h))}: {str(h['verdict']).upper()}" + _trend(h))
+        u = conf.headline_unchosen
+        if u is not None and u.n >= 2:
+            from nas.stats import diff_text
+
+            lines.append(f"      on the {u.n} seeds that chose nothing (the first {int(h['n']) - u.n} chose the pair): "
+                         + diff_text(u.mean, u.lo, u.hi, u.n, unit=" points") + f": {u.verdict.upper()}")
         lines += climb_hint(h, conf.steps, run_dir)
     for v in conf.verdicts.to_dict("records"):
         if h is not None and v["trial"] == h["trial"]:
