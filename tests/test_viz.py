@@ -713,6 +713,31 @@ def test_dashboard_of_a_confirmation_with_nothing_finished(tmp_path):
     assert "confirm retraining OOM" in text
 
 
+def test_dashboard_reads_the_headline_on_its_seeds_that_chose_nothing(tmp_path):
+    """Seeds 0-2 are every architecture's and chose the headline; 3 more seeds of its pair chose nothing, and the
+    page's first sentence gives the pair's difference on those alone, as the summary does."""
+    from nas.verdicts import compute_confirmation
+
+    df = confirmed_frame()
+    h = compute_confirmation(df).headline
+    more = [r for r in df.to_dict("records") if r["stage"] == "confirm" and r["seed"] == 0
+            and r["trial"] in (h["trial"], h["reference"]) and r["status"] == "completed"]
+    extra = [{**r, "seed": s, "test_top1": r["test_top1"] + (1.0 + 0.1 * s if r["trial"] == h["trial"] else 0.0)}
+             for r in more for s in (3, 4, 5)]
+    df = R.normalize_trials(pd.concat([df, pd.DataFrame(extra)], ignore_index=True))
+    u = compute_confirmation(df).headline_unchosen
+    assert u.n == 3 and u.verdict == "better"
+    d = tmp_path / "more"
+    write_confirmed_run(d)
+    R.write_trials(d, df)
+    text = viz.write_dashboard(d).read_text()
+    assert "On its 3 seeds that chose nothing (no selection bias):" in text
+    plain = tmp_path / "plain"
+    write_confirmed_run(plain)
+    R.write_trials(plain, confirmed_frame())
+    assert "chose nothing" not in viz.write_dashboard(plain).read_text()
+
+
 def laddered_frame() -> pd.DataFrame:
     """confirmed_frame plus a 512-step rung (stage confirm@512) of c_top, c_mid and both baselines, 3 seeds:
     by hand, c_top leads c_mid there and its gain over b_small shrinks from +3.6 to under +1."""

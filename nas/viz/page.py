@@ -254,8 +254,18 @@ def _confirmed_summary_html(head: ConfirmedHeadline | None, conf: V.Confirmation
             f"({e(head.family)}, {head.madds_m:.0f} M MAdds): <b>{interval_text(head.mean, head.lo, head.hi)} %"
             f"</b> top-1 on the held-out {e(head.eval_set)} split "
             + (f"after {conf.steps} training steps " if conf.steps else "")
-            + f"(mean and 95% interval over {head.n_seeds} seeds), {_verdict_phrase(head)}. Of {head.n_candidates} confirmed candidates, {head.n_better} "
+            + f"(mean and 95% interval over {head.n_seeds} seeds), {_verdict_phrase(head)}."
+            + _unchosen_html(conf) + f" Of {head.n_candidates} confirmed candidates, {head.n_better} "
             f"are better than their published reference and {head.n_worse} worse.</p>")
+
+
+def _unchosen_html(conf: V.Confirmation) -> str:
+    """The headline pair on its seeds that chose nothing (`nas.verdicts.unchosen_diff`), where it has 2 or more."""
+    u = conf.headline_unchosen
+    if u is None or u.n < 2:
+        return ""
+    return (f" On its {u.n} seeds that chose nothing (no selection bias): "
+            f"{html.escape(diff_text(u.mean, u.lo, u.hi, u.n, unit=' points'))}, {_verdict_html(u.verdict)}.")
 
 
 def _header_html(run: R.Run, s: RunSummary, budget: BudgetLines, *, confirmed: bool = False,
