@@ -12,6 +12,7 @@ search writes sees the old file or the new one, never half of one. pandas is imp
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import uuid
@@ -63,6 +64,10 @@ _STR_DEFAULTS = {"val_curve": "[]", "kind": "searched", "status": "running", "st
 RUN_FILE = "run.yaml"
 TRIALS_PARQUET = "trials.parquet"
 TRIALS_CSV = "trials.csv"
+# Rows finished since trials.parquet and trials.csv were last rewritten, one JSON line each (a one-shot search
+# stage rewrites those files every few seconds, not after each of its 3-4 rows a second): `read_trials` reads
+# them with the files, and the next rewrite removes the file
+TRIALS_PENDING = "trials.pending.jsonl"
 PARETO_CSV = "pareto.csv"
 VARIANTS_DIR = "variants"
 # The run's Optuna study: an Optuna journal file (JournalStorage, one appended and fsync'd line per change; open it
@@ -280,7 +285,36 @@ def write_trials(run_dir: str | Path, df: pd.DataFrame) -> pd.DataFrame:
     d = Path(run_dir)
     atomic_write(d / TRIALS_PARQUET, lambda t: norm.to_parquet(t, index=False))
     atomic_write(d / TRIALS_CSV, lambda t: norm.to_csv(t, index=False))
+    (d / TRIALS_PENDING).unlink(missing_ok=True)  # its rows are in both files now
     return norm
+
+
+def _json_value(v: Any) -> Any:
+    """numpy scalars as Python numbers, for a pending row's JSON line."""
+    return v.item() if hasattr(v, "item") else str(v)
+
+
+def append_pending(run_dir: str | Path, row: Mapping[str, Any]) -> None:
+    """Append one finished row to the run's pending rows (`TRIALS_PENDING`): one line, written and closed
+    before the caller goes on (Optuna is told a result after its row is kept), so a kill loses no row."""
+    line = json.dumps(dict(row), default=_json_value, allow_nan=True)
+    with open(Path(run_dir) / TRIALS_PENDING, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+def _pending_rows(d: Path) -> list[dict[str, Any]]:
+    """The pending rows of run folder `d`; a last line a kill cut short is skipped (its row was never
+    complete, and its result was never told to Optuna, so the resume runs that job again)."""
+    p = d / TRIALS_PENDING
+    if not p.is_file():
+        return []
+    rows = []
+    for line in p.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
 
 
 def read_trials(run_dir: str | Path) -> pd.DataFrame:
@@ -303,10 +337,15 @@ def read_trials(run_dir: str | Path) -> pd.DataFrame:
         elif csv.is_file():
             df = pd.read_csv(csv, keep_default_na=False, na_values=[""])
         else:
-            return empty_trials()
+            df = empty_trials()
     except Exception as e:  # pyarrow/pandas raise many types for a truncated or foreign file
         raise RunError(f"cannot read the trials of {d}: {type(e).__name__}: {e}",
                        "the file is damaged; rerun the search or restore trials.parquet/trials.csv") from None
+    pending = _pending_rows(d)
+    if pending:  # rows finished after the files were last written replace theirs (same trial, stage, seed)
+        new = {row_key(r) for r in pending}
+        old = [r for r in df.to_dict("records") if row_key(r) not in new]
+        df = pd.DataFrame(old + list({row_key(r): r for r in pending}.values()))
     return normalize_trials(df)
 
 
@@ -398,7 +437,7 @@ def _check_run_dir(d: Path) -> None:
         raise RunError(f"no run folder at {d}", "pass a folder written by `nas search` (results/<name>)")
     if not d.is_dir():
         raise RunError(f"{d} is a file, not a run folder", "pass the run folder (results/<name>), not a file in it")
-    if not any((d / f).is_file() for f in (RUN_FILE, TRIALS_PARQUET, TRIALS_CSV)):
+    if not any((d / f).is_file() for f in (RUN_FILE, TRIALS_PARQUET, TRIALS_CSV, TRIALS_PENDING)):
         raise RunError(f"{d} is not a run folder (it has no {RUN_FILE} and no {TRIALS_PARQUET})",
                        "pass a folder written by `nas search` (results/<name>)")
 

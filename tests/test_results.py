@@ -136,6 +136,34 @@ def test_upsert_replaces_by_trial(tmp_path):
     assert len(R.read_trials(tmp_path)) == 2
 
 
+def test_pending_rows_are_read_with_the_files_and_cleared_by_the_next_write(tmp_path):
+    """A one-shot stage appends each finished row to trials.pending.jsonl between rewrites of the trials files:
+    a reader sees them (a pending row replaces the file's row of the same trial, stage and seed), a line a kill
+    cut short is skipped, and the next rewrite, which holds them, removes the file."""
+    (tmp_path / "run.yaml").write_text("name: r\n")
+    R.write_trials(tmp_path, frame([("t0", 100.0, 50.0, "running"), ("t1", 120.0, 55.0)]))
+    R.append_pending(tmp_path, R.make_row(trial="t0", madds_m=100.0, val_top1=61.5, status="completed",
+                                          params_m=np.float64(1.25), seed=np.int64(0)))
+    R.append_pending(tmp_path, R.make_row(trial="t2", madds_m=90.0, val_top1=float("nan"), status="over_budget"))
+    with open(tmp_path / R.TRIALS_PENDING, "a") as f:
+        f.write('{"trial": "t3", "status": "compl')  # the kill's cut line: that job was never told to Optuna
+    df = R.read_trials(tmp_path).set_index("trial")
+    assert sorted(df.index) == ["t0", "t1", "t2"]
+    assert df.loc["t0", "status"] == "completed" and df.loc["t0", "val_top1"] == 61.5
+    assert df.loc["t0", "params_m"] == 1.25 and math.isnan(df.loc["t2", "val_top1"])
+    assert len(pd.read_parquet(tmp_path / "trials.parquet")) == 2  # the files themselves are as written
+    R.write_trials(tmp_path, df.reset_index())
+    assert not (tmp_path / R.TRIALS_PENDING).exists()
+    assert sorted(R.read_trials(tmp_path)["trial"]) == ["t0", "t1", "t2"]
+    assert sorted(pd.read_csv(tmp_path / "trials.csv")["trial"]) == ["t0", "t1", "t2"]
+
+
+def test_a_run_with_pending_rows_only_is_a_run(tmp_path):
+    """A one-shot stage killed before its first rewrite leaves rows in the pending file alone: they are read."""
+    R.append_pending(tmp_path, R.make_row(trial="t0", madds_m=100.0, val_top1=40.0, status="completed"))
+    assert list(R.read_trials(tmp_path)["trial"]) == ["t0"]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Pareto mask
 

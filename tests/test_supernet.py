@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+from nas import results as R
 from nas.builder import build_model
 from nas.cli import main
 from nas.madds import count_madds
@@ -221,10 +222,10 @@ def test_oneshot_search_end_to_end_with_confirmation_and_extract(work, tmp_path)
         if (kr / "trials.parquet").is_file():
             d = read_trials(kr)  # one open handle: a path read races the run's atomic replace of the file
             done = d[(d["stage"] == "search") & (d["kind"] == "searched") & (d["status"] == "completed")]
-            if len(done) >= 3:
+            if len(done) >= 3 and (kr / R.TRIALS_PENDING).is_file():  # rows the trials files do not hold yet
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                before = done
+                before, pending = done, (kr / R.TRIALS_PENDING).is_file()
                 break
         time.sleep(0.2)
     assert before is not None, proc.communicate()[0].decode()[-3000:]
@@ -235,6 +236,7 @@ def test_oneshot_search_end_to_end_with_confirmation_and_extract(work, tmp_path)
     assert len(scored) == 12 and not after.duplicated(["trial", "stage", "seed"]).any()
     kept = scored.set_index("trial").loc[before["trial"], "finished_at"]
     assert list(kept) == list(before["finished_at"])  # the rows scored before the kill are the same rows
+    assert pending and not (kr / R.TRIALS_PENDING).exists()  # the kill left pending rows; the resume wrote them
 
     trial = str(search[search["status"] == "completed"].sort_values("val_top1").iloc[-1]["trial"])
     trial_arch(run, trial).to_yaml(tmp_path / "a.yaml")

@@ -77,6 +77,7 @@ class RunRecorder:
         self._viz_failed = False
         self._dashboard_at = 0.0
         self._derived_at = 0.0  # when the front and the files derived from it were last written
+        self._progress_at = 0.0  # when a one-shot stage last computed the progress line between flushes
         self._front: Any = None
         self.keep_variants: set[str] = set()  # confirmed trials keep their variants/<trial>.yaml
         self.confirm_proxy: Any = None  # the confirm protocol, once the confirm stage runs
@@ -159,7 +160,10 @@ class RunRecorder:
         why = f"{format_madds(prop.madds)} MAdds is {side} ({format_madds(self.plan.budget)}); not trained"
         row = R.refused_row(self.base_row(job), why=why, at=now())
         self.rows[job.key] = row
-        self.write_rows()
+        if self._pending_ok(job.stage):
+            R.append_pending(self.plan.run_dir, row)
+        else:
+            self.write_rows()
 
     def on_finished(self, cfg: dict[str, Any], result: dict[str, Any] | None, error: bool) -> None:
         job = TrialJob.from_config(cfg)
@@ -173,9 +177,11 @@ class RunRecorder:
             if not (self.plan.oneshot and job.stage == "search"):  # inherited-weight scores are not trainings
                 self.cache.put(row)
         self.finished_here += 1
-        if self.plan.oneshot and job.stage == "search" and self._front is not None \
-                and time.time() - self._derived_at < self.ONESHOT_DERIVED_EVERY_S:
-            self.on_progress(self.progress(self.write_rows(), self._front))
+        if self._pending_ok(job.stage):
+            R.append_pending(self.plan.run_dir, row)
+            if time.time() - self._progress_at >= self.ONESHOT_PROGRESS_EVERY_S:
+                self._progress_at = time.time()
+                self.on_progress(self.progress(self.frame(), self._front))
             return
         self.flush()
 
@@ -201,18 +207,26 @@ class RunRecorder:
 
         return R.normalize_trials(pd.DataFrame(list(self.rows.values()))) if self.rows else R.empty_trials()
 
-    # A one-shot search stage scores an architecture every half second or so. There each result's row is written
-    # at once (trials.parquet and trials.csv: a kill loses nothing), but the front, its variants' YAML files and
-    # pareto.csv, which derive from the rows, at most this often and at the stage's end (and a resume derives
+    # A one-shot search stage scores an architecture every third of a second or so. There each result's row is
+    # appended at once to the run's pending rows (`R.append_pending`: a kill loses nothing, and `R.read_trials`
+    # reads them), while trials.parquet and trials.csv, and the front, its variants' YAML files and pareto.csv,
+    # which derive from the rows, are rewritten at most this often and at the stage's end (and a resume derives
     # them again). A scored result cost the driver 112 ms of CPU with a full flush and the network built to count
-    # its parameters, 31 ms now, on the cores the scoring workers use (bench/driver_cpu.py; BENCHMARKS.md, "An
-    # optimizer without torch._dynamo, the one-shot driver's CPU...").
+    # its parameters, 31 ms with the two files rewritten for each row, about 1 ms appended (bench/driver_cpu.py;
+    # BENCHMARKS.md, "An optimizer without torch._dynamo, the one-shot driver's CPU..." and "Pending rows").
+    # The progress line is computed at most once a second there.
     ONESHOT_DERIVED_EVERY_S = 5.0
+    ONESHOT_PROGRESS_EVERY_S = 1.0
+
+    def _pending_ok(self, stage: str) -> bool:
+        """Whether a row of `stage` may wait in the pending rows for the next rewrite of the trials files: in a
+        one-shot search stage, between its full flushes."""
+        return (self.plan.oneshot and stage == "search" and self._front is not None
+                and time.time() - self._derived_at < self.ONESHOT_DERIVED_EVERY_S)
 
     def write_rows(self) -> Any:
         """Write trials.parquet and trials.csv alone and return the rows as written: for a row that moves neither
-        the front, the variants nor the confirmation (a refused proposal), or between a one-shot stage's full
-        flushes."""
+        the front, the variants nor the confirmation (a refused proposal)."""
         import pandas as pd
 
         return R.write_trials(self.plan.run_dir, pd.DataFrame(list(self.rows.values())))
