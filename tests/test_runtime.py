@@ -177,6 +177,20 @@ def test_the_allocator_switch_is_a_flag_that_reaches_the_run(tmp_path):
     assert options_from_run(run, SearchOptions(resume=str(run))).keep_freed_memory is False
 
 
+def test_a_resume_keeps_the_runs_curves_setting(tmp_path):
+    """`--curves` is recorded in run.yaml: a resume validates its remaining search jobs as the run began (a run
+    recorded before the setting existed: off), and `--resume RUN --curves` turns it on without a conflict."""
+    from nas.search.plan import SearchOptions, options_from_run
+
+    run = tmp_path / "r"
+    run.mkdir()
+    base = "name: r\nbudget_m: 3.0\nseed: 0\ndata: fashion-mnist\n"
+    for recorded, given, want in (("curves: true\n", False, True), ("curves: false\n", False, False),
+                                  ("", False, False), ("curves: false\n", True, True)):
+        (run / "run.yaml").write_text(base + recorded)
+        assert options_from_run(run, SearchOptions(resume=str(run), curves=given)).curves is want, (recorded, given)
+
+
 GEMM = """
 import json, time, torch
 from nas.runtime import Runtime

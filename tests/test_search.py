@@ -446,9 +446,10 @@ def test_confirm_stage_kill_resume_and_extend(work):
     # the search stage is untouched by the confirmation, and its candidates are the confirmed ones
     search = after[after["stage"] == "search"]
     assert set(conf["trial"]) <= set(search[search["status"] == "completed"]["trial"])
-    # --curves: each search job validated after both its epochs
+    # --curves: each search job validated after both its epochs, and the run keeps it for a resume
     curves = search[search["status"] == "completed"]["val_curve"].map(json.loads)
     assert len(curves) and all(len(c) == 2 and all(isinstance(v, float) for v in c) for c in curves)
+    assert yaml.safe_load((run / "run.yaml").read_text())["curves"] is True
     assert "confirmed (test split, n = 2 paired seeds" in r.stdout and "trust meter:" in r.stdout
     for f in ("confirm.yaml", "confirmed.csv", "verdicts.csv"):
         assert (run / f).is_file(), f

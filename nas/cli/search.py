@@ -72,7 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train every trial to the end (the default)")
     p.add_argument("--curves", action="store_true",
                    help="validate each search job after every epoch, for the dashboard's learning curves (default: "
-                        "after its last epoch only, unless --early-stop reads every epoch; the results are the same)")
+                        "after its last epoch only, unless --early-stop reads every epoch; the results are the same; a "
+                        "resume keeps the run's setting)")
     add_confirm_arguments(p)
     add_resource_arguments(p)
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder (its settings are kept; "

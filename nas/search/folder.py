@@ -54,7 +54,7 @@ def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
     cfg = {"name": plan.name, "budget_m": plan.budget_m, "min_budget": plan.min_budget, "objective": o.objective,
            "sampler": plan.sampler, "trials": o.trials, "seed": o.seed, "data": o.data or plan.dataset.name,
            "dataset": plan.dataset.name, "space": str(o.space or plan.space.source), "proxy_hash": plan.proxy.hash,
-           **resources, "early_stop": o.early_stop, "baselines": o.baselines, "address": o.address,
+           **resources, "early_stop": o.early_stop, "curves": o.curves, "baselines": o.baselines, "address": o.address,
            "created_at": plan.created_at, "command": plan.command, "optuna_storage": R.study_location(d).name,
            "study_name": plan.name, "strategy": o.strategy,
            "supernet": str(plan.supernet) if plan.supernet is not None else None,

@@ -213,6 +213,9 @@ def options_from_run(run_dir: Path, given: SearchOptions) -> SearchOptions:
     o.data = cfg.get("data")
     o.name = cfg.get("name", run_dir.name)
     o.early_stop = bool(cfg.get("early_stop", True))
+    # --curves changes no result, only how often a search job validates: a resume keeps the run's own choice, and
+    # `--resume RUN --curves` turns it on for the jobs still to run (runs made before it was recorded: off)
+    o.curves = bool(cfg.get("curves", False)) or given.curves
     o.baselines = bool(cfg.get("baselines", True))
     o.strategy = cfg.get("strategy", "multitrial")
     o.supernet = cfg.get("supernet")
