@@ -154,7 +154,7 @@ def calibration_sizes(args: argparse.Namespace) -> None:
     rows = []
     for key, arch in archs:
         r = done.get((str(args.supernet), key))
-        if r is None:
+        if r is None or set(sets) - set(r["score"]):  # not scored yet, or not on every set asked for now
             r = {"supernet": str(args.supernet), "key": key, "arch_id": arch.arch_id, "score": {}, "calibrate_s": {}}
             model = extract(net, arch).to(memory_format=torch.channels_last)
             for name, images in sets.items():
