@@ -341,11 +341,9 @@ def read_trials(run_dir: str | Path) -> pd.DataFrame:
     except Exception as e:  # pyarrow/pandas raise many types for a truncated or foreign file
         raise RunError(f"cannot read the trials of {d}: {type(e).__name__}: {e}",
                        "the file is damaged; rerun the search or restore trials.parquet/trials.csv") from None
-    pending = _pending_rows(d)
-    if pending:  # rows finished after the files were last written replace theirs (same trial, stage, seed)
-        new = {row_key(r) for r in pending}
-        old = [r for r in df.to_dict("records") if row_key(r) not in new]
-        df = pd.DataFrame(old + list({row_key(r): r for r in pending}.values()))
+    latest = {row_key(r): r for r in _pending_rows(d)}  # the last line of a (trial, stage, seed) wins
+    if latest:  # rows finished after the files were last written replace theirs
+        df = pd.DataFrame([r for r in df.to_dict("records") if row_key(r) not in latest] + list(latest.values()))
     return normalize_trials(df)
 
 
