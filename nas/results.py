@@ -556,11 +556,13 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     """run.yaml as a dict ({} when the folder has trials but no run.yaml)."""
     import yaml
 
+    from nas.config import parse_yaml
+
     p = Path(run_dir) / RUN_FILE
     if not p.is_file():
         return {}
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = parse_yaml(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise RunError(f"malformed {p}: {str(e).splitlines()[0]}", "fix or restore the run config YAML") from None
     if data is None:

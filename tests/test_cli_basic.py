@@ -105,3 +105,23 @@ def test_flops_on_a_malformed_and_an_unknown_knob_yaml(tmp_path):
     knob.write_text(yaml.safe_dump(d))
     p = run_nas("flops", str(knob))
     assert p.returncode == 2 and "unknown knob 'patchsize'" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_the_command_ends_with_its_own_code_and_all_its_output_written(tmp_path, capsys):
+    """The `nas` command skips the interpreter's teardown at exit (`exit_without_teardown`): what it printed
+    into a file (block-buffered, so nothing is written before a flush) is all there, stderr's error too, and
+    the exit code is the command's."""
+    import os
+
+    assert main(["variants"]) == 0
+    expected = capsys.readouterr().out
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout into a file: block-buffered
+    with open(out, "w") as o, open(err, "w") as e:
+        rc = subprocess.run([sys.executable, "-m", "nas", "variants"], stdout=o, stderr=e, env=env,
+                            timeout=300).returncode
+    assert rc == 0 and out.read_text() == expected and len(expected.splitlines()) > 23
+    with open(out, "w") as o, open(err, "w") as e:
+        rc = subprocess.run([sys.executable, "-m", "nas", "flops", "mobilevit_xxx"], stdout=o, stderr=e, env=env,
+                            timeout=300).returncode
+    assert rc == 2 and "unknown variant 'mobilevit_xxx'" in err.read_text() and "fix:" in err.read_text()
