@@ -5,12 +5,17 @@ architecture, alternating old and new code in fresh processes so that both see t
     .venv/bin/python bench/speed_vs.py --rev 07bd30f [--archs mobile_former_151m mobilevit_xs] [--repeats 3]
     .venv/bin/python bench/speed_vs.py --rev 07bd30f --search [--repeats 2] [--old-args=--no-early-stop]
     .venv/bin/python bench/speed_vs.py --rev 3e8f38d --same-blas   # one change, both sides with the MKL shim
+    .venv/bin/python bench/speed_vs.py --rev 07bd30f --command [--repeats 3]   # the `nas train` command itself
 
 `--search` times the default search stage instead: `nas search --budget 300M --no-confirm` (same space,
 protocol and seed in both versions; since 42f2e5d this tree tells Optuna the results in the order the jobs were
 sent, so from about the 7th proposal on it trains another set than the old code, whose set varied from run to
 run anyway), each run into a fresh results folder (no cached
 baselines), and reports its wall time and the median training images/s of its trained jobs.
+
+`--command` times the `nas train` command as a user runs it instead of the job inside one Python process:
+`python -m nas train ARCH --proxy confirm --final --threads 1 --no-progress --out FILE`, from the process's start
+to its end (its imports, the dataset, the job, the metrics JSON and the process's exit).
 
 The old code runs from a `git worktree` of REV under /tmp (made once, kept); both use this .venv's packages.
 Prints per architecture and version the job's wall seconds (median of the repeats) and old/new, the
@@ -94,6 +99,38 @@ def search(tree: Path, extra: list[str] | None = None) -> dict:
             "epochs": int(d["epochs_done"].fillna(0).sum()) if "epochs_done" in d else -1}
 
 
+def command(tree: Path, arch: str) -> dict:
+    """One `nas train` command by the code in `tree` (confirm protocol, test subset, 1 thread): its wall seconds
+    from start to exit and the metrics JSON it wrote."""
+    import tempfile
+
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "m.json"
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "nas", "train", arch, "--proxy", "confirm", "--final", "--threads", "1",
+                        "--no-progress", "--out", str(out)], env=env, cwd=tree, capture_output=True, text=True,
+                       check=True)
+        wall = time.perf_counter() - t
+        m = json.loads(out.read_text())
+    return {"wall_s": wall, "job_s": m.get("wall_s"), "test_top1": m.get("test_top1")}
+
+
+def compare_command(old: Path, archs: list[str], repeats: int) -> None:
+    for arch in archs:
+        t: dict[str, list[float]] = {"old": [], "new": []}
+        for i in range(repeats):
+            for name, tree in (("old", old), ("new", ROOT)) if i % 2 == 0 else (("new", ROOT), ("old", old)):
+                load = os.getloadavg()[0]
+                r = command(tree, arch)
+                t[name].append(r["wall_s"])
+                print(f"  {arch:<20} {name:<4} command {r['wall_s']:6.1f} s (its job {r['job_s']:.1f} s)  test "
+                      f"{r['test_top1']}  (load {load:.1f})", flush=True)
+        mo, mn = statistics.median(t["old"]), statistics.median(t["new"])
+        print(f"{arch}: nas train, old {mo:.1f} s, new {mn:.1f} s (medians of {repeats}): old/new {mo / mn:.2f}x",
+              flush=True)
+
+
 def compare_search(old: Path, repeats: int, old_args: list[str] | None = None) -> None:
     t: dict[str, list[dict]] = {"old": [], "new": []}
     for i in range(repeats):
@@ -120,6 +157,8 @@ def main() -> None:
     ap.add_argument("--old-args", nargs="+", default=None, metavar="ARG",
                     help="with --search: more arguments for the old tree's search, e.g. --old-args=--no-early-stop "
                          "(07bd30f's default stopped trials early by ASHA; today's trains each to the end)")
+    ap.add_argument("--command", action="store_true",
+                    help="time the `nas train` command from start to exit instead of the job inside a process")
     ap.add_argument("--same-blas", action="store_true",
                     help="run the old tree's jobs with the MKL shim too (an A/B of a change after it), two sides")
     a = ap.parse_args()
@@ -129,6 +168,10 @@ def main() -> None:
         print(f"old: {a.rev} ({old}){' ' + ' '.join(a.old_args) if a.old_args else ''}, new: this tree ({ROOT}); "
               "nas search --budget 300M --no-confirm")
         compare_search(old, a.repeats, a.old_args)
+        return
+    if a.command:
+        print(f"old: {a.rev} ({old}), new: this tree ({ROOT}); nas train ARCH --proxy confirm --final --threads 1")
+        compare_command(old, a.archs, a.repeats)
         return
     sys.path.insert(0, str(ROOT))
     from nas.blas import env_with_shim
