@@ -1,5 +1,3 @@
-import sys
+from nas.cli import command
 
-from nas.cli import main
-
-sys.exit(main())
+command()

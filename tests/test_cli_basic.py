@@ -125,3 +125,12 @@ def test_the_command_ends_with_its_own_code_and_all_its_output_written(tmp_path,
         rc = subprocess.run([sys.executable, "-m", "nas", "flops", "mobilevit_xxx"], stdout=o, stderr=e, env=env,
                             timeout=300).returncode
     assert rc == 2 and "unknown variant 'mobilevit_xxx'" in err.read_text() and "fix:" in err.read_text()
+
+
+def test_a_program_that_calls_main_itself_ends_as_usual():
+    """Only the `nas` command skips the teardown: a program that calls `nas.cli.main()` (no arguments: it reads
+    sys.argv) keeps its own exit handlers and its exit code."""
+    code = ("import atexit, sys\nfrom nas.cli import main\natexit.register(lambda: print('own handler ran'))\n"
+            "sys.argv = ['nas', 'flops', 'mobilevit_xs']\nassert main() == 0\nsys.exit(3)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 3 and "own handler ran" in p.stdout and "MAdds" in p.stdout, p.stderr[-2000:]

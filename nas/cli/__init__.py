@@ -85,22 +85,23 @@ def exit_without_teardown(code: list[int]) -> None:
     os._exit(code[0])
 
 
+def command() -> None:
+    """The `nas` console command and `python -m nas`: `main()`, then the process ends with its exit code without
+    the interpreter's teardown (`exit_without_teardown`). A program that calls `main()` itself ends as usual."""
+    code: list[int] = []
+    atexit.register(exit_without_teardown, code)  # before Ray, torch and logging register theirs: it runs last
+    rc = main()
+    code.append(rc)
+    sys.exit(rc)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from nas.errors import NasError
+
     if argv is None:  # the `nas` command itself (tests call main with a list): MKL's fast path first
         from nas.blas import reexec_with_shim
 
         reexec_with_shim(sys.argv[1:])
-        code: list[int] = []
-        atexit.register(exit_without_teardown, code)  # before Ray, torch and logging register theirs
-        rc = _main(None)
-        code.append(rc)
-        return rc
-    return _main(argv)
-
-
-def _main(argv: list[str] | None) -> int:
-    from nas.errors import NasError
-
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "_run", None):
@@ -126,4 +127,4 @@ def _main(argv: list[str] | None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    command()
