@@ -69,7 +69,7 @@ def join_negative_values(argv: list[str]) -> list[str]:
 def exit_without_teardown(code: list[int]) -> None:
     """The `nas` command's last exit handler: once every other one has run (Ray's shutdown, logging's flush;
     they were registered later, so they run first), flush stdout and stderr and end the process with
-    `code[0]`, skipping the interpreter's teardown of torch, Ray, pandas and plotly: 1.0-1.3 s a command
+    `code[0]`, skipping the interpreter's teardown of torch, Ray, pandas and plotly: 0.5-1.9 s a command
     (BENCHMARKS.md, "The command's exit"). Nothing is left to write then: every file of a run is written and
     closed when it is made. Without a code (an uncaught error) the interpreter ends as usual."""
     if not code:
