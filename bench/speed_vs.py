@@ -6,6 +6,7 @@ architecture, alternating old and new code in fresh processes so that both see t
     .venv/bin/python bench/speed_vs.py --rev 07bd30f --search [--repeats 2] [--old-args=--no-early-stop]
     .venv/bin/python bench/speed_vs.py --rev 3e8f38d --same-blas   # one change, both sides with the MKL shim
     .venv/bin/python bench/speed_vs.py --rev 07bd30f --command [--repeats 3]   # the `nas train` command itself
+    .venv/bin/python bench/speed_vs.py --oneshot results/bench-supernet [--repeats 5]   # one-shot vs multi-trial
 
 `--search` times the default search stage instead: `nas search --budget 300M --no-confirm` (same space,
 protocol and seed in both versions; since 42f2e5d this tree tells Optuna the results in the order the jobs were
@@ -17,6 +18,15 @@ baselines), and reports its wall time and the median training images/s of its tr
 `python -m nas train ARCH --proxy confirm --final --threads 1 --no-progress --out FILE`, from the process's start
 to its end (its imports, the dataset, the job, the metrics JSON and the process's exit).
 
+`--oneshot SUPERNET` compares two stages of this tree instead of two trees: the default one-shot search stage
+(`nas search --budget 300M --strategy oneshot --supernet SUPERNET --no-confirm`) against the default multi-trial
+one (`nas search --budget 300M --no-confirm`), alternating, each into a fresh results folder, each rate the
+architectures a minute the stage prints (what it scored or trained over its own clock).
+
+Every mode also prints the ratio as a geometric mean over the pairs (each old run with the new run beside it in
+time) with a 95% t interval on the log ratios: on a VM whose speed drifts within a session, the pairs' spread is
+the measure of how far a ratio can be trusted.
+
 The old code runs from a `git worktree` of REV under /tmp (made once, kept); both use this .venv's packages.
 Prints per architecture and version the job's wall seconds (median of the repeats) and old/new, the
 seconds of it spent training (the images trained over the job's training images/s; the rest is evaluation,
@@ -27,7 +37,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -116,6 +128,19 @@ def command(tree: Path, arch: str) -> dict:
     return {"wall_s": wall, "job_s": m.get("wall_s"), "test_top1": m.get("test_top1")}
 
 
+def paired_ratio(num: list[float], den: list[float]) -> str:
+    """num[i]/den[i] over pairs run side by side: geometric mean, 95% t interval on the log ratios, n."""
+    sys.path.insert(0, str(ROOT))
+    from nas.stats import summarize, t_interval
+
+    logs = [math.log(a / b) for a, b in zip(num, den, strict=True)]
+    s = summarize(logs)
+    lo, hi = t_interval(s.mean, s.sd, s.n)
+    ci = f"[{math.exp(lo):.2f}, {math.exp(hi):.2f}]" if s.n > 1 else "[no interval from one pair]"
+    pairs = ", ".join(f"{math.exp(x):.2f}" for x in logs)
+    return f"geometric mean {math.exp(s.mean):.2f}x {ci} (95% t, n={s.n} pairs: {pairs})"
+
+
 def compare_command(old: Path, archs: list[str], repeats: int) -> None:
     for arch in archs:
         t: dict[str, list[float]] = {"old": [], "new": []}
@@ -127,8 +152,8 @@ def compare_command(old: Path, archs: list[str], repeats: int) -> None:
                 print(f"  {arch:<20} {name:<4} command {r['wall_s']:6.1f} s (its job {r['job_s']:.1f} s)  test "
                       f"{r['test_top1']}  (load {load:.1f})", flush=True)
         mo, mn = statistics.median(t["old"]), statistics.median(t["new"])
-        print(f"{arch}: nas train, old {mo:.1f} s, new {mn:.1f} s (medians of {repeats}): old/new {mo / mn:.2f}x",
-              flush=True)
+        print(f"{arch}: nas train, old {mo:.1f} s, new {mn:.1f} s (medians of {repeats}): old/new {mo / mn:.2f}x; "
+              f"{paired_ratio(t['old'], t['new'])}", flush=True)
 
 
 def compare_search(old: Path, repeats: int, old_args: list[str] | None = None) -> None:
@@ -146,6 +171,43 @@ def compare_search(old: Path, repeats: int, old_args: list[str] | None = None) -
     print(f"search stage: old {med['old'][0]:.1f} s, new {med['new'][0]:.1f} s: old/new {med['old'][0] / med['new'][0]:.2f}x;"
           f" job img/s old {med['old'][1]:.1f}, new {med['new'][1]:.1f}: new/old {med['new'][1] / med['old'][1]:.2f}x",
           flush=True)
+    print(f"search stage old/new: {paired_ratio([x['wall_s'] for x in t['old']], [x['wall_s'] for x in t['new']])}",
+          flush=True)
+
+
+RATE = re.compile(r"([0-9.]+) architectures/min")
+
+
+def stage_rate(extra: list[str]) -> dict:
+    """One default search stage of this tree (`extra`: more `nas search` arguments) into a fresh results folder:
+    its wall seconds and the architectures a minute it prints."""
+    import tempfile
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "nas", "search", "--budget", "300M", "--no-confirm", "--name", "r",
+                              "--results", tmp, *extra], env=env, cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout
+        wall = time.perf_counter() - t
+    m = RATE.search(out)
+    if m is None:
+        raise SystemExit(f"no 'architectures/min' in the stage's output:\n{out[-2000:]}")
+    return {"wall_s": wall, "rate": float(m.group(1)), "line": next(x for x in out.splitlines() if m.group(0) in x)}
+
+
+def compare_oneshot(supernet: str, repeats: int) -> None:
+    sides = (("one-shot", ["--strategy", "oneshot", "--supernet", supernet]), ("multi-trial", []))
+    r: dict[str, list[float]] = {"one-shot": [], "multi-trial": []}
+    for i in range(repeats):
+        for name, extra in sides if i % 2 == 0 else sides[::-1]:
+            load = os.getloadavg()[0]
+            x = stage_rate(extra)
+            r[name].append(x["rate"])
+            print(f"  {name:<11} {x['rate']:6.1f} architectures/min, {x['wall_s']:6.1f} s with the process  "
+                  f"(load {load:.1f}): {x['line'].strip()}", flush=True)
+    print(f"one-shot / multi-trial architectures a minute: {paired_ratio(r['one-shot'], r['multi-trial'])}",
+          flush=True)
 
 
 def main() -> None:
@@ -159,9 +221,16 @@ def main() -> None:
                          "(07bd30f's default stopped trials early by ASHA; today's trains each to the end)")
     ap.add_argument("--command", action="store_true",
                     help="time the `nas train` command from start to exit instead of the job inside a process")
+    ap.add_argument("--oneshot", metavar="SUPERNET",
+                    help="compare this tree's one-shot search stage on SUPERNET with its multi-trial stage instead")
     ap.add_argument("--same-blas", action="store_true",
                     help="run the old tree's jobs with the MKL shim too (an A/B of a change after it), two sides")
     a = ap.parse_args()
+    if a.oneshot:
+        print(f"machine: {cpu()}; load before {os.getloadavg()[0]:.1f}; this tree ({ROOT}): one-shot on {a.oneshot} "
+              "against multi-trial, nas search --budget 300M --no-confirm", flush=True)
+        compare_oneshot(str(Path(a.oneshot).resolve()), a.repeats)
+        return
     old = worktree(a.rev)
     print(f"machine: {cpu()}; load before {os.getloadavg()[0]:.1f}", flush=True)
     if a.search:
@@ -199,6 +268,7 @@ def main() -> None:
             mn, tn = statistics.median(t[name]), statistics.median(tr[name])
             print(f"{arch}: old {mo:.1f} s, {name} {mn:.1f} s (medians of {a.repeats}): old/new {mo / mn:.2f}x; "
                   f"training alone old {to:.1f} s, {name} {tn:.1f} s: {to / tn:.2f}x", flush=True)
+            print(f"{arch}: old/{name}: {paired_ratio(t['old'], t[name])}", flush=True)
 
 
 if __name__ == "__main__":
