@@ -296,15 +296,22 @@ def _json_value(v: Any) -> Any:
 
 def append_pending(run_dir: str | Path, row: Mapping[str, Any]) -> None:
     """Append one finished row to the run's pending rows (`TRIALS_PENDING`): one line, written and closed
-    before the caller goes on (Optuna is told a result after its row is kept), so a kill loses no row."""
-    line = json.dumps(dict(row), default=_json_value, allow_nan=True)
-    with open(Path(run_dir) / TRIALS_PENDING, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
+    before the caller goes on (Optuna is told a result after its row is kept), so a kill loses no row. Where
+    the file ends in a line cut short (a write that never finished), the row starts a line of its own, so that
+    the cut line, which `_pending_rows` skips, does not take this row with it."""
+    data = (json.dumps(dict(row), default=_json_value, allow_nan=True) + "\n").encode("utf-8")
+    with open(Path(run_dir) / TRIALS_PENDING, "a+b") as f:
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                data = b"\n" + data
+        f.write(data)
 
 
 def _pending_rows(d: Path) -> list[dict[str, Any]]:
-    """The pending rows of run folder `d`; a last line a kill cut short is skipped (its row was never
-    complete, and its result was never told to Optuna, so the resume runs that job again)."""
+    """The pending rows of run folder `d`; a line cut short is skipped (its row was never complete, and its
+    result was never told to Optuna, so the resume runs that job again; `append_pending` writes the next row on
+    a line of its own)."""
     p = d / TRIALS_PENDING
     if not p.is_file():
         return []

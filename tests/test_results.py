@@ -158,6 +158,19 @@ def test_pending_rows_are_read_with_the_files_and_cleared_by_the_next_write(tmp_
     assert sorted(pd.read_csv(tmp_path / "trials.csv")["trial"]) == ["t0", "t1", "t2"]
 
 
+def test_a_row_appended_after_a_cut_line_is_kept(tmp_path):
+    """A resumed stage appends its next row after the line a kill cut short: the row starts a line of its own
+    (glued to the cut line it would be skipped with it), and the cut line stays skipped."""
+    R.append_pending(tmp_path, R.make_row(trial="t0", madds_m=100.0, val_top1=40.0, status="completed"))
+    with open(tmp_path / R.TRIALS_PENDING, "a") as f:
+        f.write('{"trial": "t1", "status": "compl')
+    R.append_pending(tmp_path, R.make_row(trial="t1", madds_m=90.0, val_top1=45.0, status="completed"))
+    R.append_pending(tmp_path, R.make_row(trial="t2", madds_m=80.0, val_top1=50.0, status="completed"))
+    df = R.read_trials(tmp_path).set_index("trial")
+    assert sorted(df.index) == ["t0", "t1", "t2"] and df.loc["t1", "val_top1"] == 45.0
+    assert len((tmp_path / R.TRIALS_PENDING).read_text().splitlines()) == 4
+
+
 def test_a_run_with_pending_rows_only_is_a_run(tmp_path):
     """A one-shot stage killed before its first rewrite leaves rows in the pending file alone: they are read."""
     R.append_pending(tmp_path, R.make_row(trial="t0", madds_m=100.0, val_top1=40.0, status="completed"))
