@@ -130,7 +130,8 @@ def command(tree: Path, arch: str) -> dict:
 
 def paired_ratio(num: list[float], den: list[float]) -> str:
     """num[i]/den[i] over pairs run side by side: geometric mean, 95% t interval on the log ratios, n."""
-    sys.path.insert(0, str(ROOT))
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     from nas.stats import summarize, t_interval
 
     logs = [math.log(a / b) for a, b in zip(num, den, strict=True)]
