@@ -17,7 +17,12 @@ Prints ms per step of each module type (forward) and node type (backward), each 
 with what the hooks do not cover (functional code between modules). The hooks add their own overhead (about
 1,000 of them a step for Mobile-Former), so read shares, not the total.
 
-Both modes run under the default runtime with its allocator setting applied (`Runtime.apply`);
+    .venv/bin/python bench/profile_step.py --matmuls [--archs ...] [--batches 16] [--threads 1] [--steps 10]
+
+`--matmuls` lists the step's matrix products (`mm`, `addmm`, `bmm`) by input shape: ms a step, calls a step and
+GFLOP/s (2 x M x K x N over the profiler's self time), to see how far each runs from the core's peak.
+
+Every mode runs under the default runtime with its allocator setting applied (`Runtime.apply`);
 `--no-keep-freed-memory` leaves glibc's thresholds as they are, for an A/B. Profiles of one network differ from
 process to process (BENCHMARKS.md, "The step timed by hooks"): compare shares across runs with care.
 """
@@ -101,6 +106,38 @@ def profile(arch: str, batch: int, threads: int, steps: int, top: int) -> None:
         print(f"| `{e.key}` | {100 * e.self_cpu_time_total / total:.1f} | {e.count / steps:.0f} |")
 
 
+def matmuls(arch: str, batch: int, threads: int, steps: int, top: int) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
+
+    model, _opt, _crit, _prep, _bs, _batch, step = _setup(arch, batch, threads)
+    model.train()
+    for _ in range(3):
+        step()
+    with tprofile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(steps):
+            step()
+    rows = []
+    for e in prof.key_averages(group_by_input_shape=True):
+        shapes = e.input_shapes
+        if e.key == "aten::mm":
+            (m, k), (_k, n) = shapes[0], shapes[1]
+        elif e.key == "aten::addmm":
+            (m, k), (_k, n) = shapes[1], shapes[2]
+        elif e.key == "aten::bmm":
+            (b, m, k), (_b, _k, n) = shapes[0], shapes[1]
+            m *= b
+        else:
+            continue
+        ms = e.self_cpu_time_total / 1e3 / steps
+        rows.append((ms, e.key, shapes[:3], e.count / steps, 2 * m * k * n * e.count / steps / (ms / 1e3) / 1e9))
+    rows.sort(key=lambda r: -r[0])
+    print(f"\n### {arch}, batch {batch}, {threads} thread(s): matrix products {sum(r[0] for r in rows):.1f} ms a step\n")
+    print("| op | input shapes | ms/step | calls/step | GFLOP/s |\n|---|---|---:|---:|---:|")
+    for ms, key, shapes, calls, gflops in rows[:top]:
+        print(f"| `{key}` | {shapes} | {ms:.2f} | {calls:g} | {gflops:.0f} |")
+
+
 def _time_node(node, into: dict[str, float]) -> None:
     """Add the seconds autograd spends in `node` to into["backward <its type>"]."""
     st: dict[str, float] = {}
@@ -180,6 +217,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--hooks", action="store_true", help="time by hooks instead of torch.profiler")
+    ap.add_argument("--matmuls", action="store_true", help="list the step's matrix products by shape, with GFLOP/s")
     ap.add_argument("--no-keep-freed-memory", action="store_true", help="leave glibc's malloc thresholds as they are")
     a = ap.parse_args()
     KEEP["freed"] = not a.no_keep_freed_memory
@@ -187,7 +225,7 @@ def main() -> None:
     for arch in a.archs:
         for b in a.batches:
             for th in a.threads:
-                (hooks if a.hooks else profile)(arch, b, th, a.steps, a.top)
+                (hooks if a.hooks else matmuls if a.matmuls else profile)(arch, b, th, a.steps, a.top)
     print(f"\nload after: {_load()}")
 
 
