@@ -89,10 +89,14 @@ def job(tree: Path, arch: str, env: dict | None = None, prelude: str = "") -> di
     return json.loads(out.strip().splitlines()[-1])
 
 
+RATE = re.compile(r"([0-9.]+) architectures/min")
+
+
 def search(tree: Path, extra: list[str] | None = None) -> dict:
     """One default search stage by the code in `tree` (`extra`: more `nas search` arguments), into a fresh
     results folder: its wall seconds, trained jobs, their median training images/s, how many the scheduler
-    stopped early, and the epochs trained in all (07bd30f's default stopped trials early; today's does not)."""
+    stopped early, the epochs trained in all (07bd30f's default stopped trials early; today's does not), and
+    the architectures a minute the stage prints with its summary line (None where the code prints no rate)."""
     import tempfile
 
     import pandas as pd
@@ -100,15 +104,18 @@ def search(tree: Path, extra: list[str] | None = None) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "nas", "search", "--budget", "300M", "--no-confirm", "--name", "s",
-                        "--results", tmp, *(extra or [])], env=env, cwd=tree, capture_output=True, text=True,
-                       check=True)
+        out = subprocess.run([sys.executable, "-m", "nas", "search", "--budget", "300M", "--no-confirm", "--name", "s",
+                              "--results", tmp, *(extra or [])], env=env, cwd=tree, capture_output=True, text=True,
+                             check=True).stdout
         wall = time.perf_counter() - t
         d = pd.read_csv(Path(tmp) / "s" / "trials.csv")
     ips = d["images_per_s"].dropna() if "images_per_s" in d else pd.Series(dtype=float)
+    m = RATE.search(out)
     return {"wall_s": wall, "jobs": int(ips.size), "img_per_s": float(ips.median()) if ips.size else float("nan"),
             "stopped": int((d["status"] == "early_stopped").sum()),
-            "epochs": int(d["epochs_done"].fillna(0).sum()) if "epochs_done" in d else -1}
+            "epochs": int(d["epochs_done"].fillna(0).sum()) if "epochs_done" in d else -1,
+            "rate": float(m.group(1)) if m else None,
+            "line": next(x for x in out.splitlines() if m.group(0) in x) if m else ""}
 
 
 def command(tree: Path, arch: str) -> dict:
@@ -176,34 +183,15 @@ def compare_search(old: Path, repeats: int, old_args: list[str] | None = None) -
           flush=True)
 
 
-RATE = re.compile(r"([0-9.]+) architectures/min")
-
-
-def stage_rate(extra: list[str]) -> dict:
-    """One default search stage of this tree (`extra`: more `nas search` arguments) into a fresh results folder:
-    its wall seconds and the architectures a minute it prints."""
-    import tempfile
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "nas", "search", "--budget", "300M", "--no-confirm", "--name", "r",
-                              "--results", tmp, *extra], env=env, cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout
-        wall = time.perf_counter() - t
-    m = RATE.search(out)
-    if m is None:
-        raise SystemExit(f"no 'architectures/min' in the stage's output:\n{out[-2000:]}")
-    return {"wall_s": wall, "rate": float(m.group(1)), "line": next(x for x in out.splitlines() if m.group(0) in x)}
-
-
 def compare_oneshot(supernet: str, repeats: int) -> None:
     sides = (("one-shot", ["--strategy", "oneshot", "--supernet", supernet]), ("multi-trial", []))
     r: dict[str, list[float]] = {"one-shot": [], "multi-trial": []}
     for i in range(repeats):
         for name, extra in sides if i % 2 == 0 else sides[::-1]:
             load = os.getloadavg()[0]
-            x = stage_rate(extra)
+            x = search(ROOT, extra)
+            if x["rate"] is None:
+                raise SystemExit(f"the {name} stage printed no 'architectures/min'")
             r[name].append(x["rate"])
             print(f"  {name:<11} {x['rate']:6.1f} architectures/min, {x['wall_s']:6.1f} s with the process  "
                   f"(load {load:.1f}): {x['line'].strip()}", flush=True)
