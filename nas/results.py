@@ -294,18 +294,23 @@ def _json_value(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else str(v)
 
 
-def append_pending(run_dir: str | Path, row: Mapping[str, Any]) -> None:
-    """Append one finished row to the run's pending rows (`TRIALS_PENDING`): one line, written and closed
-    before the caller goes on (Optuna is told a result after its row is kept), so a kill loses no row. Where
-    the file ends in a line cut short (a write that never finished), the row starts a line of its own, so that
-    the cut line, which `_pending_rows` skips, does not take this row with it."""
-    data = (json.dumps(dict(row), default=_json_value, allow_nan=True) + "\n").encode("utf-8")
-    with open(Path(run_dir) / TRIALS_PENDING, "a+b") as f:
+def append_line(path: str | Path, line: str) -> None:
+    """Append one text line to `path`, written and closed before the caller goes on. Where the file ends in a
+    line cut short (a write that never finished), the new line starts a line of its own, so that the cut
+    line, which readers skip, does not take this one with it."""
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    with open(path, "a+b") as f:
         if f.seek(0, os.SEEK_END) > 0:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":
                 data = b"\n" + data
         f.write(data)
+
+
+def append_pending(run_dir: str | Path, row: Mapping[str, Any]) -> None:
+    """Append one finished row to the run's pending rows (`TRIALS_PENDING`): one line (`append_line`), so a
+    kill loses no row (Optuna is told a result after its row is kept)."""
+    append_line(Path(run_dir) / TRIALS_PENDING, json.dumps(dict(row), default=_json_value, allow_nan=True))
 
 
 def _pending_rows(d: Path) -> list[dict[str, Any]]:

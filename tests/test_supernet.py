@@ -116,6 +116,29 @@ def work(tmp_path_factory):
     return d
 
 
+def test_progress_holds_each_step_once_after_a_resume_and_survives_a_cut_line(tmp_path):
+    from nas.supernet.train import PROGRESS, append_progress, read_progress
+
+    def rec(step: int, loss: float) -> dict:
+        return {"step": step, "steps": 60, "macro": "mobilevit", "loss_largest": loss, "loss_smallest": loss,
+                "steps_per_s": 5.0, "eta_s": 1.0, "wall_s": 2.0}
+
+    for step in (10, 20, 30):
+        append_progress(tmp_path, rec(step, 1.0))
+    # the killed run's checkpoint was at step 20: the resumed run reports step 30 again, then 40
+    append_progress(tmp_path, rec(30, 2.0))
+    append_progress(tmp_path, rec(40, 2.0))
+    prog = pd.read_csv(tmp_path / PROGRESS)
+    assert list(prog["step"]) == [10, 20, 30, 40] and list(prog["loss_largest"]) == [1.0, 1.0, 2.0, 2.0]
+    # a write cut short: the next record starts its own line, and the cut one is skipped by the reader
+    with (tmp_path / PROGRESS).open("a") as f:
+        f.write("50,60,mobilevit,3.0")
+    append_progress(tmp_path, rec(50, 3.0))
+    assert [int(r["step"]) for r in read_progress(tmp_path)] == [10, 20, 30, 40, 50]
+    prog = pd.read_csv(tmp_path / PROGRESS)  # pandas reads it too (the cut line as a row of missing values)
+    assert list(prog["step"])[-1] == 50 and prog["loss_largest"].iloc[-1] == 3.0
+
+
 @pytest.mark.slow
 def test_supernet_train_killed_then_resumed_ends_where_an_uninterrupted_run_ends(work):
     steps = "60"
@@ -142,7 +165,7 @@ def test_supernet_train_killed_then_resumed_ends_where_an_uninterrupted_run_ends
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "supernet resumed" in r.stdout and (run / "weights.pt").is_file()
     prog = pd.read_csv(run / "progress.csv")
-    assert prog["step"].max() == int(steps)
+    assert list(prog["step"]) == list(range(10, int(steps) + 1, 10))  # each step once, the resumed run's
     # the same run without a kill: the same weights (batches and subnets are functions of the step)
     r = subprocess.run(_train_cmd(work, "--steps", steps, "--name", "whole"), env=ENV, capture_output=True,
                        text=True, timeout=300)

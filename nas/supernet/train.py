@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.results import atomic_write
+from nas.results import append_line, atomic_write, atomic_write_text
 from nas.supernet.sampling import BandPool, band_pool
 from nas.supernet.shared import Supernet
 from nas.train.loop import optimizer_for
@@ -113,17 +113,41 @@ def new_supernet(s: SupernetSettings, *, num_classes: int, in_chans: int) -> Sup
                               input_size=int(s.protocol["resolution"]), seed=s.seed, archs=extra)
 
 
-def append_progress(run_dir: Path, record: dict[str, Any]) -> None:
-    """Append one progress record to the run folder's PROGRESS file (header on the first)."""
+def read_progress(run_dir: Path) -> list[dict[str, str]]:
+    """The progress records of the run folder's PROGRESS file, oldest first; a line cut short (a write that
+    never finished) is skipped."""
     import csv
 
     path = run_dir / PROGRESS
-    new = not path.is_file()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=PROGRESS_FIELDS, extrasaction="ignore")
-        if new:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [r for r in csv.DictReader(f)
+                if None not in r and None not in r.values() and str(r["step"]).isdigit()]
+
+
+def append_progress(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one progress record to the run folder's PROGRESS file (header on the first). A record at or
+    before the file's last step comes from a resumed run, which trains again from its checkpoint: the records
+    the killed run wrote after that step go, so that the file holds each step once, as trained."""
+    import csv
+    import io
+
+    def lines(records: list[dict[str, Any]], *, header: bool) -> str:
+        out = io.StringIO()
+        w = csv.DictWriter(out, fieldnames=PROGRESS_FIELDS, extrasaction="ignore", lineterminator="\n")
+        if header:
             w.writeheader()
-        w.writerow(record)
+        w.writerows(records)
+        return out.getvalue()
+
+    path = run_dir / PROGRESS
+    old = read_progress(run_dir)
+    step = int(record["step"])
+    if old and int(old[-1]["step"]) < step:
+        append_line(path, lines([record], header=False))
+    else:
+        atomic_write_text(path, lines([r for r in old if int(r["step"]) < step] + [record], header=True))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
