@@ -22,6 +22,13 @@ with what the hooks do not cover (functional code between modules). The hooks ad
 `--matmuls` lists the step's matrix products (`mm`, `addmm`, `bmm`) by input shape: ms a step, calls a step and
 GFLOP/s (2 x M x K x N over the profiler's self time), to see how far each runs from the core's peak.
 
+    .venv/bin/python bench/profile_step.py --fixed-cost [--archs ...] [--batches 2 4 8 16 32] [--threads 1]
+
+`--fixed-cost` times the step at each batch size (the median of `--steps` steps after 3 warm-up steps) and fits
+ms = fixed + per-image x batch by least squares: the fixed part is what a step costs whatever its batch (op
+dispatch, autograd, the optimizer over every parameter). The optimizer step alone is timed on the last step's
+gradients, its median over `--steps` calls.
+
 Every mode runs under the default runtime with its allocator setting applied (`Runtime.apply`);
 `--no-keep-freed-memory` leaves glibc's thresholds as they are, for an A/B. Profiles of one network differ from
 process to process (BENCHMARKS.md, "The step timed by hooks"): compare shares across runs with care.
@@ -209,6 +216,35 @@ def hooks(arch: str, batch: int, threads: int, steps: int, top: int) -> None:
         print(f"| {k} | {1e3 * v:.2f} | {100 * v / total:.1f} |")
 
 
+def fixed_cost(arch: str, batches: list[int], threads: int, steps: int) -> None:
+    import statistics
+
+    rows, opt_ms = [], []
+    for b in batches:
+        _model, opt, _crit, _prep, bs, _batch, step = _setup(arch, b, threads)
+        times = []
+        for i in range(3 + steps):
+            t = time.perf_counter()
+            step()
+            if i >= 3:
+                times.append(time.perf_counter() - t)
+        rows.append((bs, 1e3 * statistics.median(times)))
+        for _ in range(steps):
+            t = time.perf_counter()
+            opt.step()
+            opt_ms.append(1e3 * (time.perf_counter() - t))
+    n = len(rows)
+    mx, my = sum(r[0] for r in rows) / n, sum(r[1] for r in rows) / n
+    slope = sum((x - mx) * (y - my) for x, y in rows) / max(1e-12, sum((x - mx) ** 2 for x, _ in rows))
+    fixed = my - slope * mx
+    opt_med = statistics.median(opt_ms)
+    print(f"\n### {arch}, {threads} thread(s): fixed {fixed:.1f} ms a step + {slope:.2f} ms an image; "
+          f"the optimizer step alone {opt_med:.1f} ms\n")
+    print("| batch | ms/step | fit ms | fixed share |\n|---:|---:|---:|---:|")
+    for x, y in rows:
+        print(f"| {x} | {y:.1f} | {fixed + slope * x:.1f} | {100 * fixed / y:.0f}% |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archs", nargs="+", default=["mobile_former_151m", "mobilevit_xs"])
@@ -218,11 +254,16 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--hooks", action="store_true", help="time by hooks instead of torch.profiler")
     ap.add_argument("--matmuls", action="store_true", help="list the step's matrix products by shape, with GFLOP/s")
+    ap.add_argument("--fixed-cost", action="store_true", help="fit a step's ms against its batch: fixed + per image")
     ap.add_argument("--no-keep-freed-memory", action="store_true", help="leave glibc's malloc thresholds as they are")
     a = ap.parse_args()
     KEEP["freed"] = not a.no_keep_freed_memory
     print(f"torch {torch.__version__}, load before: {_load()}")
     for arch in a.archs:
+        if a.fixed_cost:
+            for th in a.threads:
+                fixed_cost(arch, a.batches, th, a.steps)
+            continue
         for b in a.batches:
             for th in a.threads:
                 (hooks if a.hooks else matmuls if a.matmuls else profile)(arch, b, th, a.steps, a.top)
