@@ -137,6 +137,10 @@ def test_progress_holds_each_step_once_after_a_resume_and_survives_a_cut_line(tm
     assert [int(r["step"]) for r in read_progress(tmp_path)] == [10, 20, 30, 40, 50]
     prog = pd.read_csv(tmp_path / PROGRESS)  # pandas reads it too (the cut line as a row of missing values)
     assert list(prog["step"])[-1] == 50 and prog["loss_largest"].iloc[-1] == 3.0
+    # a first write cut inside its header: the next record writes the file anew
+    (tmp_path / PROGRESS).write_text("step,ste")
+    append_progress(tmp_path, rec(10, 1.0))
+    assert list(pd.read_csv(tmp_path / PROGRESS)["step"]) == [10]
 
 
 @pytest.mark.slow

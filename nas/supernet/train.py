@@ -123,7 +123,7 @@ def read_progress(run_dir: Path) -> list[dict[str, str]]:
         return []
     with path.open(newline="") as f:
         return [r for r in csv.DictReader(f)
-                if None not in r and None not in r.values() and str(r["step"]).isdigit()]
+                if None not in r and None not in r.values() and str(r.get("step")).isdigit()]
 
 
 def append_progress(run_dir: Path, record: dict[str, Any]) -> None:
