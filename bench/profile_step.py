@@ -233,10 +233,7 @@ def fixed_cost(arch: str, batches: list[int], threads: int, steps: int) -> None:
             t = time.perf_counter()
             opt.step()
             opt_ms.append(1e3 * (time.perf_counter() - t))
-    n = len(rows)
-    mx, my = sum(r[0] for r in rows) / n, sum(r[1] for r in rows) / n
-    slope = sum((x - mx) * (y - my) for x, y in rows) / max(1e-12, sum((x - mx) ** 2 for x, _ in rows))
-    fixed = my - slope * mx
+    slope, fixed = statistics.linear_regression([r[0] for r in rows], [r[1] for r in rows])
     opt_med = statistics.median(opt_ms)
     print(f"\n### {arch}, {threads} thread(s): fixed {fixed:.1f} ms a step + {slope:.2f} ms an image; "
           f"the optimizer step alone {opt_med:.1f} ms\n")
