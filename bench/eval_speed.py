@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,9 +78,9 @@ def main() -> None:
                     choices=["plain", "fold32", "fold64", "unfused", "now"])
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from nas.blas import env_with_shim
+    from nas.preload import env_for_jobs
 
-    env = {**(env_with_shim() or os.environ), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**env_for_jobs(), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     print(f"load before: {open('/proc/loadavg').read().split()[:3]}")
     for arch in a.archs:
         for rnd in range(a.rounds):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import os
 import subprocess
 import sys
 import tempfile
@@ -178,7 +177,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from nas.blas import env_with_shim
+    from nas.preload import env_for_jobs
 
     with tempfile.TemporaryDirectory() as tmp:
         so = build(Path(tmp))
@@ -187,7 +186,7 @@ def main() -> None:
         print("(2) the op alone, 1 thread:")
         micro(so)
         print("(3) a training step, median ms (fresh process each):")
-        env = {**(env_with_shim() or os.environ), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        env = {**env_for_jobs(), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         for arch in a.archs:
             for rnd in range(a.rounds):
                 for name, arg in (("eager", "-"), ("fused", str(so))):

@@ -8,7 +8,7 @@ answered "Intel" MKL runs ~230. MKL's vendor check is one exported function, `mk
 shared library that defines it to return 1, preloaded (LD_PRELOAD) before torch loads, makes MKL choose its
 kernels by the CPU's features as it does on Intel (MKL still checks each instruction set it uses).
 
-How the command uses it (`reexec_with_shim`, called by the `nas` entry point before anything imports torch):
+How the command uses it (`nas.preload.reexec`, called by the `nas` entry point before anything imports torch):
 on Linux x86-64 with an AMD CPU, unless `--no-mkl-intel-path` is given or NAS_MKL_INTEL_PATH=0 is set, the
 shim is compiled once with the system's C compiler into the user's cache folder and the command re-executes
 itself with it preloaded. Ray's local workers inherit the environment, so trials run with it too. Without a C
@@ -79,10 +79,6 @@ def wanted(argv: list[str]) -> bool:
     return amd_x86() and os.environ.get(ENV_SWITCH, "1") != "0" and FLAG not in argv
 
 
-def preloaded(so: Path) -> bool:
-    return str(so) in os.environ.get("LD_PRELOAD", "").split()
-
-
 def env_with_shim(env: dict[str, str] | None = None) -> dict[str, str] | None:
     """`env` (default: this process's) with the shim added to LD_PRELOAD; None where it cannot be built or is
     not wanted here (benches start their job processes with it)."""
@@ -93,23 +89,6 @@ def env_with_shim(env: dict[str, str] | None = None) -> dict[str, str] | None:
     if str(so) not in env.get("LD_PRELOAD", "").split():
         env["LD_PRELOAD"] = " ".join(x for x in (env.get("LD_PRELOAD", ""), str(so)) if x)
     return env
-
-
-def reexec_with_shim(argv: list[str]) -> None:
-    """Re-execute `python -m nas ARGV` with the shim preloaded, where it is wanted and not yet there (returns
-    where it is not wanted, already preloaded or cannot be built; does not return when it re-executes)."""
-    if not wanted(argv) or not sys.executable:
-        return
-    so = shim_path()
-    if so is None or preloaded(so) or os.environ.get("_NAS_REEXEC") == "1":
-        return
-    env = env_with_shim()
-    if env is None:
-        return
-    env["_NAS_REEXEC"] = "1"  # never twice, whatever the loader did with LD_PRELOAD
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "nas", *argv], env)
 
 
 def active() -> bool:
@@ -126,4 +105,4 @@ def active() -> bool:
     return bool(fn())
 
 
-__all__ = ["amd_x86", "shim_path", "env_with_shim", "reexec_with_shim", "active", "FLAG", "ENV_SWITCH"]
+__all__ = ["amd_x86", "shim_path", "wanted", "env_with_shim", "active", "FLAG", "ENV_SWITCH"]

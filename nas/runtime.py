@@ -18,6 +18,10 @@ activations in again. For mobilevit_xs, some processes took 130,560 minor faults
 once per process, so freed activations are always reused (no faults). Where glibc did fault, that made
 MobileViT-XS evaluate 1.2-1.3x as fast; where it did not, speed is unchanged within noise (BENCHMARKS.md, "A
 second machine"). Same numbers, more resident memory; a no-op off glibc.
+
+``tcmalloc`` and ``mkl_intel_path`` are observed, not chosen: what the process was started with (`nas.preload`:
+the `nas` command preloads tcmalloc where the system has it, and MKL's shim on an AMD CPU). Neither changes the
+arithmetic, so neither is in the cache key.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ class Runtime:
     # observed, not chosen: whether MKL in the process that made this object takes its Intel kernels on an AMD
     # CPU (`nas.blas`: the `nas` command preloads a shim; `--no-mkl-intel-path` turns it off)
     mkl_intel_path: bool = field(default_factory=lambda: _mkl_intel_path())
+    # observed, not chosen: whether the process that made this object runs on tcmalloc (`nas.malloc`: the `nas`
+    # command preloads it where the system has it; `--no-tcmalloc` turns it off)
+    tcmalloc: bool = field(default_factory=lambda: _tcmalloc())
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -59,7 +66,7 @@ class Runtime:
         if self.memory_format not in MEMORY_FORMATS:
             raise ConfigError(f"memory format {self.memory_format!r} is not one of {', '.join(MEMORY_FORMATS)}",
                               "use --memory-format channels_last (the default) or contiguous")
-        for name in ("compile", "keep_freed_memory", "mkl_intel_path"):
+        for name in ("compile", "keep_freed_memory", "mkl_intel_path", "tcmalloc"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"runtime setting {name} is {getattr(self, name)!r}, not true or false",
                                   f"set {name}: true or {name}: false")
@@ -111,13 +118,14 @@ class Runtime:
     def key(self) -> str:
         """What changes how a network computes (resolved precision, memory format, compile, device kind): the
         baseline cache keys on it. Threads are left out (they change only the order of float sums), and so is
-        the allocator setting (it changes no number) and MKL's kernel path (like threads, it changes the order of
-        float sums, not the arithmetic)."""
+        the allocator settings (glibc's thresholds, tcmalloc: they change no number) and MKL's kernel path (like
+        threads, it changes the order of float sums, not the arithmetic)."""
         r = self.resolved()
         d = {**r.to_dict(), "device": r.device.split(":")[0]}
         d.pop("threads")
         d.pop("keep_freed_memory")
         d.pop("mkl_intel_path")
+        d.pop("tcmalloc")
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
     # -- what the trainer, scorer and supernet use ------------------------------------------------------
@@ -188,6 +196,13 @@ def _mkl_intel_path() -> bool:
     return active()
 
 
+@functools.cache  # fixed when the process starts (LD_PRELOAD)
+def _tcmalloc() -> bool:
+    from nas.malloc import active
+
+    return active()
+
+
 @functools.cache  # once per process: the settings stay for its life
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed blocks of up to 32 MiB for reuse (mmap threshold 32 MiB, trim
@@ -223,6 +238,11 @@ def add_runtime_arguments(p: Any) -> None:
                    help="on an AMD CPU, leave MKL on its generic AVX2 kernels (by default the `nas` command preloads a "
                         "shim so that MKL picks its kernels by the CPU's features: 1.1-1.2x faster Mobile-Former "
                         "training measured; or set NAS_MKL_INTEL_PATH=0). Read when the command starts")
+    p.add_argument("--no-tcmalloc", dest="tcmalloc", action="store_false",
+                   help="run on glibc's malloc (by default the `nas` command preloads tcmalloc where the system has "
+                        "it, e.g. Debian's libtcmalloc-minimal4: whole confirm jobs 1.06-1.10x faster measured, the "
+                        "same numbers; or set NAS_TCMALLOC=0, or NAS_TCMALLOC=/path/to/libtcmalloc.so). Read when "
+                        "the command starts")
 
 
 __all__ = ["Runtime", "PRECISIONS", "MEMORY_FORMATS", "add_runtime_arguments", "keep_freed_memory"]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up hybrid-nas on a fresh machine: the embedded dataset (Debian's dataset-fashion-mnist), a virtual
+# Set up hybrid-nas on a fresh machine: the embedded dataset (Debian's dataset-fashion-mnist), tcmalloc
+# (libtcmalloc-minimal4: the `nas` command runs on it where it is there, nas/malloc.py), a virtual
 # environment in .venv with the CPU build of torch first (a plain `torch` requirement could pull a
 # multi-GB CUDA build), then the package. `--test` also installs the test extras and Chromium (for the
 # dashboard's browser test). Safe to run again: it skips what is already there.
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
-pkgs=(dataset-fashion-mnist)
+pkgs=(dataset-fashion-mnist libtcmalloc-minimal4)
 [ $want_test = 1 ] && pkgs+=(chromium)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_runtime_checks_its_settings_and_resolves_auto():
     for bad in ({"precision": "fp8"}, {"memory_format": "nhwc"}, {"threads": 0}, {"device": "tpu"},
                 {"threads": "2"}, {"threads": 1.5}, {"threads": True}, {"compile": "yes"},
-                {"keep_freed_memory": "no"}, {"keep_freed_memory": 0}, {"mkl_intel_path": "yes"}):
+                {"keep_freed_memory": "no"}, {"keep_freed_memory": 0}, {"mkl_intel_path": "yes"}, {"tcmalloc": 1}):
         with pytest.raises(ConfigError):
             Runtime(**bad)
     # a run.yaml's runtime dict with a string where a switch goes names the setting and the fix
@@ -44,6 +44,7 @@ def test_runtime_key_follows_what_changes_the_numbers_not_threads():
     assert base.key == Runtime(threads=2).key == Runtime(precision="fp32").key  # auto is fp32 on the CPU
     assert base.key == Runtime(keep_freed_memory=False).key  # the allocator changes no number
     assert Runtime(mkl_intel_path=True).key == Runtime(mkl_intel_path=False).key == base.key  # sum order, as threads
+    assert Runtime(tcmalloc=True).key == Runtime(tcmalloc=False).key == base.key  # malloc does no arithmetic
     assert len({base.key, Runtime(precision="bf16").key, Runtime(memory_format="contiguous").key,
                 Runtime(compile=True).key}) == 4
 
@@ -234,3 +235,70 @@ def test_the_nas_command_runs_mkl_on_its_intel_kernels_on_an_amd_cpu(tmp_path):
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         got[bool(extra)] = json.loads(out.read_text())["runtime"]["mkl_intel_path"]
     assert got == {False: True, True: False}
+
+
+def test_preloads_are_found_merged_once_and_never_re_executed_twice(tmp_path, monkeypatch):
+    """`nas.malloc.library` takes NAS_TCMALLOC's path where it names a file and nothing where the file is not
+    there or NAS_TCMALLOC=0; `nas.preload.with_libraries` appends each library once, after the user's own, and
+    quiets tcmalloc's large-allocation reports; `reexec` returns in the re-executed process."""
+    from nas import malloc, preload
+
+    lib = tmp_path / "libtcmalloc_fake.so"
+    lib.write_bytes(b"")
+    monkeypatch.setenv("NAS_TCMALLOC", str(lib))
+    assert malloc.library() == lib and malloc.wanted([])
+    assert not malloc.wanted(["train", "x", "--no-tcmalloc"])
+    monkeypatch.setenv("NAS_TCMALLOC", str(tmp_path / "missing.so"))
+    assert malloc.library() is None
+    monkeypatch.setenv("NAS_TCMALLOC", "0")
+    assert not malloc.wanted([]) and preload.libraries([]) == ([str(__import__("nas.blas").blas.shim_path())]
+                                                               if __import__("nas.blas").blas.wanted([]) else [])
+    env = preload.with_libraries({"LD_PRELOAD": "/opt/mine.so"}, [str(lib), str(lib)])
+    assert env["LD_PRELOAD"] == f"/opt/mine.so {lib}"
+    assert env["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"] == str(1 << 40)
+    assert preload.with_libraries(env, [str(lib)])["LD_PRELOAD"] == env["LD_PRELOAD"]
+    assert "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD" not in preload.with_libraries({}, ["/x/mkl_intel_path.so"])
+    monkeypatch.setenv("NAS_TCMALLOC", str(lib))
+    monkeypatch.setenv("_NAS_REEXEC", "1")
+    preload.reexec(["variants"])  # would replace this process if it did not return
+
+
+ALLOCS = """
+import json, sys
+from nas.runtime import Runtime
+print(json.dumps({"tcmalloc": Runtime().tcmalloc}))
+"""
+
+
+@pytest.mark.skipif(__import__("nas.malloc").malloc.library() is None,
+                    reason="no tcmalloc on this system (scripts/setup.sh installs Debian's libtcmalloc-minimal4)")
+def test_the_nas_command_runs_on_tcmalloc_with_the_same_numbers(tmp_path):
+    """`nas` re-executes itself with tcmalloc preloaded where the system has it, its runtime records it, and
+    `--no-tcmalloc` or NAS_TCMALLOC=0 leave glibc's malloc; a job trains to the same numbers either way (speed
+    is a benchmark's: BENCHMARKS.md, "tcmalloc")."""
+    import os
+
+    from nas import preload
+
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "_NAS_REEXEC", "NAS_TCMALLOC")}
+    env["OMP_NUM_THREADS"] = "1"
+    plain = subprocess.run([sys.executable, "-c", ALLOCS], env=env, capture_output=True, text=True, check=True)
+    jobs = subprocess.run([sys.executable, "-c", ALLOCS], env=preload.env_for_jobs(env), capture_output=True,
+                          text=True, check=True)
+    assert (json.loads(plain.stdout)["tcmalloc"], json.loads(jobs.stdout)["tcmalloc"]) == (False, True)
+    proxy = tmp_path / "short.yaml"  # the confirm protocol at half its images: 64 steps
+    proxy.write_text((ROOT / "nas" / "proxy_confirm.yaml").read_text().replace("train_images: 2048", "train_images: 1024")
+                     .replace("val_images: 512", "val_images: 256").replace("test_images: 2000", "test_images: 256"))
+    got = {}
+    for name, extra, e in (("tcmalloc", [], env), ("flag", ["--no-tcmalloc"], env),
+                           ("env", [], {**env, "NAS_TCMALLOC": "0"})):
+        out = tmp_path / f"{name}.json"
+        r = subprocess.run([sys.executable, "-m", "nas", "train", "mobilevit_xxs", "--proxy", str(proxy), "--final",
+                            "--threads", "1", "--no-progress", "--out", str(out), *extra], env=e, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        got[name] = json.loads(out.read_text())
+    assert [got[n]["runtime"]["tcmalloc"] for n in ("tcmalloc", "flag", "env")] == [True, False, False]
+    for key in ("val_top1", "test_top1"):
+        assert got["tcmalloc"][key] == got["flag"][key] == got["env"][key], key
+    assert got["tcmalloc"]["test_top1"] > 20  # it learned (10 classes): the equality above is not chance's

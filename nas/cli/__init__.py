@@ -88,6 +88,9 @@ def exit_without_teardown(code: list[int]) -> None:
 def command() -> None:
     """The `nas` console command and `python -m nas`: `main()`, then the process ends with its exit code without
     the interpreter's teardown (`exit_without_teardown`). A program that calls `main()` itself ends as usual."""
+    from nas.preload import reexec
+
+    reexec(sys.argv[1:])  # its preloads first (nas.preload); a program that calls `main()` is not replaced
     code: list[int] = []
     atexit.register(exit_without_teardown, code)  # before Ray, torch and logging register theirs: it runs last
     rc = main()
@@ -98,10 +101,6 @@ def command() -> None:
 def main(argv: list[str] | None = None) -> int:
     from nas.errors import NasError
 
-    if argv is None:  # the `nas` command itself (tests call main with a list): MKL's fast path first
-        from nas.blas import reexec_with_shim
-
-        reexec_with_shim(sys.argv[1:])
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "_run", None):

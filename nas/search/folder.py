@@ -33,6 +33,7 @@ def environment() -> dict[str, Any]:
     import torch
 
     from nas.blas import active as blas_active
+    from nas.malloc import active as tcmalloc_active
 
     devs = ["cpu"] + [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return {"python": sys.version.split()[0], "torch": torch.__version__, "ray": _version("ray"),
@@ -40,7 +41,9 @@ def environment() -> dict[str, Any]:
             "platform": platform.platform(), "devices": devs, "cpu_count": os.cpu_count(),
             "hostname": socket.gethostname(),
             # MKL's Intel kernel path on an AMD CPU (`nas.blas`) in this process; Ray's local workers inherit it
-            "mkl_intel_path": blas_active()}
+            "mkl_intel_path": blas_active(),
+            # tcmalloc as this process's malloc (`nas.malloc`); Ray's local workers inherit it
+            "tcmalloc": tcmalloc_active()}
 
 
 def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
