@@ -30,14 +30,20 @@ QUIET = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 40)}
 
 
 def library() -> Path | None:
-    """The tcmalloc to preload: NAS_TCMALLOC's path where it names one, else the first of `NAMES` in the
-    system's library folders or this Python's prefix (conda's gperftools); None where there is none or on
-    another OS than Linux."""
+    """The tcmalloc to preload: NAS_TCMALLOC's path where it names one (ConfigError where that is not a file),
+    else the first of `NAMES` in the system's library folders or this Python's prefix (conda's gperftools); None
+    where there is none or on another OS than Linux."""
     if sys.platform != "linux":
         return None
     named = os.environ.get(ENV_SWITCH, "")
     if named not in ("", "0", "1"):
-        return Path(named) if Path(named).is_file() else None
+        if not Path(named).is_file():
+            from nas.errors import ConfigError
+
+            raise ConfigError(f"{ENV_SWITCH}={named} is not a file",
+                              f"point {ENV_SWITCH} at a tcmalloc library (e.g. /usr/lib/x86_64-linux-gnu/"
+                              f"libtcmalloc_minimal.so.4), set {ENV_SWITCH}=0 for glibc's malloc, or unset it")
+        return Path(named)
     for d in (*DIRS, os.path.join(sys.prefix, "lib")):
         for name in NAMES:
             p = Path(d) / name

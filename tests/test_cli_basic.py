@@ -90,6 +90,19 @@ def test_bad_input_found_in_use_one_line_and_exit_2(tmp_path, args, needle):
     assert p.stderr.startswith("nas"), p.stderr  # the error comes first: no progress bar or log line before it
 
 
+def test_a_tcmalloc_path_that_names_no_file_is_one_message_before_anything_runs(tmp_path):
+    """NAS_TCMALLOC=PATH where PATH is no file: the command says so and how to fix it, exit 2, before argparse
+    or any job (the re-exec reads it first)."""
+    import os
+
+    env = {**os.environ, "NAS_TCMALLOC": str(tmp_path / "libtcmalloc_typo.so")}
+    env.pop("_NAS_REEXEC", None)
+    p = subprocess.run([sys.executable, "-m", "nas", "variants"], capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 2 and p.stdout == "", p.stdout[-500:]
+    assert p.stderr.startswith("nas: error: NAS_TCMALLOC=") and "libtcmalloc_typo.so is not a file" in p.stderr
+    assert "fix:" in p.stderr and "Traceback" not in p.stderr and len(p.stderr.splitlines()) == 2
+
+
 def test_flops_on_a_malformed_and_an_unknown_knob_yaml(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nresolution: [\n")

@@ -238,8 +238,8 @@ def test_the_nas_command_runs_mkl_on_its_intel_kernels_on_an_amd_cpu(tmp_path):
 
 
 def test_preloads_are_found_merged_once_and_never_re_executed_twice(tmp_path, monkeypatch):
-    """`nas.malloc.library` takes NAS_TCMALLOC's path where it names a file and nothing where the file is not
-    there or NAS_TCMALLOC=0; `nas.preload.with_libraries` appends each library once, after the user's own, and
+    """`nas.malloc.library` takes NAS_TCMALLOC's path where it names a file, refuses one that names no file and
+    takes nothing where NAS_TCMALLOC=0; `nas.preload.with_libraries` appends each library once, after the user's own, and
     quiets tcmalloc's large-allocation reports; `reexec` returns in the re-executed process."""
     from nas import malloc, preload
 
@@ -249,7 +249,8 @@ def test_preloads_are_found_merged_once_and_never_re_executed_twice(tmp_path, mo
     assert malloc.library() == lib and malloc.wanted([])
     assert not malloc.wanted(["train", "x", "--no-tcmalloc"])
     monkeypatch.setenv("NAS_TCMALLOC", str(tmp_path / "missing.so"))
-    assert malloc.library() is None
+    with pytest.raises(ConfigError, match="missing.so is not a file"):
+        malloc.library()
     monkeypatch.setenv("NAS_TCMALLOC", "0")
     assert not malloc.wanted([]) and preload.libraries([]) == ([str(__import__("nas.blas").blas.shim_path())]
                                                                if __import__("nas.blas").blas.wanted([]) else [])

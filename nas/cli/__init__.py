@@ -88,9 +88,16 @@ def exit_without_teardown(code: list[int]) -> None:
 def command() -> None:
     """The `nas` console command and `python -m nas`: `main()`, then the process ends with its exit code without
     the interpreter's teardown (`exit_without_teardown`). A program that calls `main()` itself ends as usual."""
+    from nas.errors import NasError
     from nas.preload import reexec
 
-    reexec(sys.argv[1:])  # its preloads first (nas.preload); a program that calls `main()` is not replaced
+    try:
+        reexec(sys.argv[1:])  # its preloads first (nas.preload); a program that calls `main()` is not replaced
+    except NasError as e:  # e.g. NAS_TCMALLOC naming no file: before argparse, so no subcommand to name
+        print(f"nas: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"  fix: {e.hint}", file=sys.stderr)
+        sys.exit(e.exit_code)
     code: list[int] = []
     atexit.register(exit_without_teardown, code)  # before Ray, torch and logging register theirs: it runs last
     rc = main()
