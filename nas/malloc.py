@@ -2,10 +2,10 @@
 
 A training step of the protocol's small networks runs about 2,000 ops (BENCHMARKS.md, "A step's fixed cost"),
 and each allocates its output: how fast malloc and free are shows in every step. gperftools' tcmalloc serves
-them from per-thread caches. Measured on the 2-core Intel Xeon of BENCHMARKS.md ("tcmalloc", 2026-12-06), the
-`nas train` command of a confirm-protocol job ran 1.10x (mobile_former_151m) and 1.06x (mobilevit_xs) as fast
-with it, with the same test top-1 to the digit and less resident memory; jemalloc and mimalloc were no faster
-than glibc's malloc there.
+them from per-thread caches. Measured on the 2-core Intel Xeon of BENCHMARKS.md ("tcmalloc under the `nas`
+command", 2026-12-06), the `nas train` command of a confirm-protocol job ran 1.10-1.13x (mobile_former_151m) and
+1.06x (mobilevit_xs) as fast with it as with glibc's malloc, with the same test top-1 to the digit and 4-10% less
+peak memory (`bench/allocators.py`); jemalloc (0.86-0.91x) and mimalloc (1.00-1.02x) were not faster there.
 
 How the command uses it (`nas.preload`): on Linux, where the library is found (`library()`: `NAS_TCMALLOC` names
 one, else the system's gperftools `libtcmalloc_minimal.so.4`, which `scripts/setup.sh` installs from Debian's

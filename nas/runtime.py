@@ -240,7 +240,7 @@ def add_runtime_arguments(p: Any) -> None:
                         "training measured; or set NAS_MKL_INTEL_PATH=0). Read when the command starts")
     p.add_argument("--no-tcmalloc", dest="tcmalloc", action="store_false",
                    help="run on glibc's malloc (by default the `nas` command preloads tcmalloc where the system has "
-                        "it, e.g. Debian's libtcmalloc-minimal4: whole confirm jobs 1.06-1.10x faster measured, the "
+                        "it, e.g. Debian's libtcmalloc-minimal4: whole confirm jobs 1.06-1.13x faster measured, the "
                         "same numbers; or set NAS_TCMALLOC=0, or NAS_TCMALLOC=/path/to/libtcmalloc.so). Read when "
                         "the command starts")
 
