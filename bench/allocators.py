@@ -26,16 +26,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
 from speed_vs import cpu, paired_ratio  # noqa: E402
+
+from nas.malloc import find  # noqa: E402
 
 LIBS = {"tcmalloc": "libtcmalloc_minimal.so.4", "jemalloc": "libjemalloc.so.2", "mimalloc": "libmimalloc.so.2"}
 
 
 def library(name: str) -> str | None:
-    sys.path.insert(0, str(ROOT))
-    from nas.malloc import DIRS
-
-    return next((str(Path(d) / LIBS[name]) for d in DIRS if (Path(d) / LIBS[name]).is_file()), None)
+    p = find((LIBS[name],))
+    return None if p is None else str(p)
 
 
 def job(arch: str, allocator: str, lib: str | None) -> dict:
@@ -53,8 +54,7 @@ def job(arch: str, allocator: str, lib: str | None) -> dict:
                                  stdout=f, stderr=subprocess.STDOUT)
             _, status, usage = os.wait4(p.pid, 0)  # this child's own peak resident memory
         wall = time.perf_counter() - t
-        p.returncode = os.waitstatus_to_exitcode(status)
-        if p.returncode:
+        if os.waitstatus_to_exitcode(status):
             raise SystemExit(f"{arch} under {allocator} failed:\n{log.read_text()[-2000:]}")
         m = json.loads(out.read_text())
     return {"wall_s": wall, "rss_mb": usage.ru_maxrss / 1024, "test_top1": m["test_top1"],

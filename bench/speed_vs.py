@@ -237,13 +237,14 @@ def main() -> None:
 
     shim = env_with_shim()  # the `nas` command's jobs run with it on an AMD CPU (nas.blas); None elsewhere
     # the new side's jobs run as the `nas` command runs them: with its preloads (nas.preload: the shim, tcmalloc)
-    preloads = env_for_jobs() if libraries([]) else None
+    libs = libraries([])
+    preloads = env_for_jobs() if libs else None
     if a.same_blas:
         sides = [("old", old, shim), ("new", ROOT, shim)]
     else:
         sides = [("old", old, None), ("new", ROOT, preloads)] + ([("new, no preloads", ROOT, None)] if preloads else [])
     print(f"old: {a.rev} ({old}), new: this tree ({ROOT})"
-          f"{', with ' + ' '.join(libraries([])) + ' preloaded as `nas` runs it' if preloads else ''}; "
+          f"{', with ' + ' '.join(libs) + ' preloaded as `nas` runs it' if preloads else ''}; "
           "confirm protocol, 1 thread, whole job")
     for arch in a.archs:
         t: dict[str, list[float]] = {n: [] for n, _, _ in sides}

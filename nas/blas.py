@@ -82,13 +82,10 @@ def wanted(argv: list[str]) -> bool:
 def env_with_shim(env: dict[str, str] | None = None) -> dict[str, str] | None:
     """`env` (default: this process's) with the shim added to LD_PRELOAD; None where it cannot be built or is
     not wanted here (benches start their job processes with it)."""
-    env = dict(os.environ if env is None else env)
+    from nas.preload import with_libraries  # nas.preload imports this module
+
     so = shim_path() if wanted([]) else None
-    if so is None:
-        return None
-    if str(so) not in env.get("LD_PRELOAD", "").split():
-        env["LD_PRELOAD"] = " ".join(x for x in (env.get("LD_PRELOAD", ""), str(so)) if x)
-    return env
+    return None if so is None else with_libraries(dict(os.environ if env is None else env), [str(so)])
 
 
 def active() -> bool:

@@ -44,8 +44,13 @@ def library() -> Path | None:
                               f"point {ENV_SWITCH} at a tcmalloc library (e.g. /usr/lib/x86_64-linux-gnu/"
                               f"libtcmalloc_minimal.so.4), set {ENV_SWITCH}=0 for glibc's malloc, or unset it")
         return Path(named)
+    return find(NAMES)
+
+
+def find(names: tuple[str, ...]) -> Path | None:
+    """The first of the shared libraries `names` in the system's library folders or this Python's prefix."""
     for d in (*DIRS, os.path.join(sys.prefix, "lib")):
-        for name in NAMES:
+        for name in names:
             p = Path(d) / name
             if p.is_file():
                 return p
@@ -65,4 +70,4 @@ def active() -> bool:
         return False
 
 
-__all__ = ["library", "wanted", "active", "FLAG", "ENV_SWITCH", "QUIET"]
+__all__ = ["library", "find", "wanted", "active", "FLAG", "ENV_SWITCH", "QUIET"]

@@ -12,6 +12,7 @@ import re
 import sys
 
 from nas import __version__
+from nas.errors import NasError
 
 # (module, command name, one-line help)
 COMMANDS = [
@@ -85,19 +86,23 @@ def exit_without_teardown(code: list[int]) -> None:
     os._exit(code[0])
 
 
+def report(who: str, e: NasError) -> int:
+    """A NasError as the command's two lines on stderr (the error, then its fix); returns its exit code."""
+    print(f"{who}: error: {e.message}", file=sys.stderr)
+    if e.hint:
+        print(f"  fix: {e.hint}", file=sys.stderr)
+    return e.exit_code
+
+
 def command() -> None:
     """The `nas` console command and `python -m nas`: `main()`, then the process ends with its exit code without
     the interpreter's teardown (`exit_without_teardown`). A program that calls `main()` itself ends as usual."""
-    from nas.errors import NasError
     from nas.preload import reexec
 
     try:
         reexec(sys.argv[1:])  # its preloads first (nas.preload); a program that calls `main()` is not replaced
     except NasError as e:  # e.g. NAS_TCMALLOC naming no file: before argparse, so no subcommand to name
-        print(f"nas: error: {e.message}", file=sys.stderr)
-        if e.hint:
-            print(f"  fix: {e.hint}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        sys.exit(report("nas", e))
     code: list[int] = []
     atexit.register(exit_without_teardown, code)  # before Ray, torch and logging register theirs: it runs last
     rc = main()
@@ -106,8 +111,6 @@ def command() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nas.errors import NasError
-
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "_run", None):
@@ -120,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint_every_s()
         return int(args._run(args) or 0)
     except NasError as e:
-        print(f"nas {args.command}: error: {e.message}", file=sys.stderr)
-        if e.hint:
-            print(f"  fix: {e.hint}", file=sys.stderr)
-        return e.exit_code
+        return report(f"nas {args.command}", e)
     except BrokenPipeError:  # `nas variants | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
