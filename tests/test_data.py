@@ -261,3 +261,99 @@ def test_a_partly_extracted_cifar_folder_names_the_files_it_lacks(tmp_path, monk
     assert main(["train", "mobilevit_xxs", "--data", str(d)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "lacks test_batch" in err[0] and err[1].strip().startswith("fix: re-extract"), err
+
+
+def _fields(ds) -> tuple:
+    return (ds.name, ds.classes, ds.num_classes, ds.source, ds.test_source)
+
+
+def _same(a, b) -> bool:
+    return _fields(a) == _fields(b) and all(
+        (x is None and y is None) or torch.equal(x, y)
+        for x, y in ((a.train_x, b.train_x), (a.train_y, b.train_y), (a.test_x, b.test_x), (a.test_y, b.test_y)))
+
+
+@pytest.fixture()
+def decoded_cache(tmp_path, monkeypatch):
+    """The decoded cache in a folder of this test's, for datasets of any size."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("NAS_DATA_CACHE", raising=False)
+    monkeypatch.setattr(nas_data, "DECODED_MIN_BYTES", 0)
+    return tmp_path / "xdg" / "hybrid-nas" / "decoded"
+
+
+def test_a_decoded_dataset_is_read_back_without_its_sources_and_decoded_again_when_they_change(
+        tmp_path, monkeypatch, decoded_cache):
+    d = make_idx_dir(tmp_path / "fm")
+    first = load_dataset(d)
+    assert [p.name.split("-")[0] for p in decoded_cache.iterdir()] == ["idx"]
+
+    def no_decoding(path):
+        raise AssertionError(f"{path} decoded again")
+
+    with monkeypatch.context() as m:  # the second process reads the cache, not the gzipped files
+        m.setattr(nas_data, "read_idx", no_decoding)
+        again = load_dataset(d)
+    assert _same(first, again)
+
+    write_idx(d / "train-labels-idx1-ubyte.gz", (np.arange(40) + 3) % 10)  # the dataset is edited
+    edited = load_dataset(d)
+    assert edited.train_y.tolist()[:3] == [3, 4, 5] and torch.equal(edited.train_x, first.train_x)
+    assert len(list(decoded_cache.iterdir())) == 1  # replaced, not added
+
+    # the same files under another name are another dataset (its name and classes differ)
+    monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path))
+    (tmp_path / "fm").rename(tmp_path / "fashion-mnist")
+    fm = load_dataset("fashion-mnist")
+    assert fm.name == "fashion-mnist" and fm.classes == nas_data.FASHION_MNIST_CLASSES
+    assert _same(fm, load_dataset("fashion-mnist")) and len(list(decoded_cache.iterdir())) == 2
+
+
+def test_cifar_and_image_folders_are_kept_decoded_too(tmp_path, monkeypatch, decoded_cache):
+    from PIL import Image
+
+    d = tmp_path / "c" / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    for i in (1, 2):
+        (d / f"data_batch_{i}").write_bytes(pickle.dumps(_cifar_batch(6, "labels", 10, i)))
+    (d / "test_batch").write_bytes(pickle.dumps(_cifar_batch(4, "labels", 10, 9)))
+    rng = np.random.default_rng(0)
+    f = tmp_path / "f"
+    for c in ("cat", "dog"):
+        (f / "train" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(f / "train" / c / f"{i}.png")
+    cifar, folder = load_dataset(d), load_dataset(f)
+    assert folder.train_x.shape == (6, 3, 12, 12) and cifar.train_x.shape == (12, 3, 32, 32)
+    with monkeypatch.context() as m:
+        m.setattr(nas_data, "_unpickle", lambda p: pytest.fail(f"{p} unpickled again"))
+        m.setattr(nas_data, "_decode_image_folder", lambda *a: pytest.fail("images decoded again"))
+        assert _same(cifar, load_dataset(d)) and _same(folder, load_dataset(f))
+    assert sorted(p.name.split("-")[0] for p in decoded_cache.iterdir()) == ["cifar", "imagefolder"]
+    Image.fromarray(np.zeros((12, 12, 3), dtype=np.uint8)).save(f / "train" / "dog" / "3.png")  # one image more
+    assert len(load_dataset(f).train_x) == 7
+
+
+def test_a_damaged_unwritable_or_disabled_cache_only_means_decoding(tmp_path, monkeypatch, decoded_cache):
+    d = make_idx_dir(tmp_path / "fm")
+    fresh = load_dataset(d)
+    (kept,) = decoded_cache.iterdir()
+    kept.write_bytes(b"not a torch file")  # damaged: decoded again, and replaced
+    assert _same(fresh, load_dataset(d)) and _same(fresh, load_dataset(d))
+    assert kept.stat().st_size > 1000
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("NAS_DATA_CACHE", str(blocked / "sub"))  # cannot be created: no error, no cache
+    assert _same(fresh, load_dataset(d)) and not (blocked / "sub").exists()
+
+    monkeypatch.setenv("NAS_DATA_CACHE", "0")
+    kept.unlink()
+    assert _same(fresh, load_dataset(d)) and not kept.exists()
+
+
+def test_small_datasets_are_not_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("NAS_DATA_CACHE", raising=False)
+    load_dataset(make_idx_dir(tmp_path / "fm"))  # 47 KB, under DECODED_MIN_BYTES
+    assert not (tmp_path / "xdg").exists()
