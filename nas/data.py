@@ -297,22 +297,22 @@ def _cifar_arrays(batch: dict, path: Path, label_key: str) -> tuple[np.ndarray, 
 
 def _load_cifar(d: Path, name: str) -> ImageData:
     if name == "cifar10":
-        files = [*sorted(d.glob("data_batch_*"), key=lambda p: p.name), d / "test_batch", d / "batches.meta"]
+        batches, rest = sorted(d.glob("data_batch_*"), key=lambda p: p.name), ("test_batch", "batches.meta")
     else:
-        files = [d / "train", d / "test", d / "meta"]
-    return _decoded(f"cifar:{name}", [p for p in files if p.is_file()], lambda: _decode_cifar(d, name))
+        batches, rest = [d / "train"], ("test", "meta")
+    files = [*batches, *(d / f for f in rest)]
+    return _decoded(f"cifar:{name}", [p for p in files if p.is_file()], lambda: _decode_cifar(d, name, batches))
 
 
-def _decode_cifar(d: Path, name: str) -> ImageData:
+def _decode_cifar(d: Path, name: str, batches: list[Path]) -> ImageData:
     if name == "cifar10":
-        parts = [_cifar_arrays(_unpickle(p), p, "labels")
-                 for p in sorted(d.glob("data_batch_*"), key=lambda p: p.name)]
+        parts = [_cifar_arrays(_unpickle(p), p, "labels") for p in batches]
         test = _cifar_arrays(_unpickle(d / "test_batch"), d / "test_batch", "labels")
         meta = _unpickle(d / "batches.meta") if (d / "batches.meta").is_file() else {}
         classes = tuple(meta.get("label_names", ())) or tuple(str(i) for i in range(10))
         num_classes = 10
     else:
-        parts = [_cifar_arrays(_unpickle(d / "train"), d / "train", "fine_labels")]
+        parts = [_cifar_arrays(_unpickle(p), p, "fine_labels") for p in batches]
         test = _cifar_arrays(_unpickle(d / "test"), d / "test", "fine_labels")
         classes = tuple(_unpickle(d / "meta").get("fine_label_names", ())) or tuple(str(i) for i in range(100))
         num_classes = 100
@@ -408,7 +408,9 @@ def decoded_cache_dir() -> Path | None:
         return None
     if env:
         return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hybrid-nas" / "decoded"
+    from nas.blas import cache_dir  # the project's user cache folder (the MKL shim is built there too)
+
+    return cache_dir() / "decoded"
 
 
 def _decoded(kind: str, sources: Sequence[Path], decode: Callable[[], ImageData]) -> ImageData:
@@ -441,10 +443,8 @@ def _read_decoded(path: Path, stamp: str) -> ImageData | None:
             return None
         fields = saved["fields"]
         return ImageData(**{**fields, "classes": tuple(fields["classes"])})
-    except FileNotFoundError:
-        return None
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError):
-        return None  # damaged or of another format: decoded again and replaced
+        return None  # none yet, damaged or of another format: decoded (again) and replaced
 
 
 def _write_decoded(path: Path, stamp: str, data: ImageData) -> None:
