@@ -7,7 +7,9 @@ found on the system, side by side in one run (allocators rotated round by round,
 Each job is `python -m nas train ARCH --proxy confirm --final --threads 1 --no-progress`, timed from the process's
 start to its end, with its peak resident memory (`ru_maxrss` of the child) and test top-1: an allocator changes no
 number, so every allocator's top-1 must be the same. glibc's runs are the command with `--no-tcmalloc`; the others
-preload the library themselves (`LD_PRELOAD`, `_NAS_REEXEC=1` so the command does not add its own). Debian:
+preload the library themselves (`LD_PRELOAD`, `_NAS_REEXEC=1` so the command does not add its own), after the MKL
+shim where the command preloads one (AMD CPUs, `nas.blas`): every side runs the same products, and only the
+allocator differs (without the shim an AMD CPU runs MKL's generic kernels and another arithmetic). Debian:
 `apt-get install libtcmalloc-minimal4 libjemalloc2 libmimalloc2.0`. Prints per allocator the median seconds and,
 against glibc, the geometric mean of the side-by-side ratios with a 95% t interval.
 """
@@ -39,11 +41,19 @@ def library(name: str) -> str | None:
     return None if p is None else str(p)
 
 
+def shim() -> list[str]:
+    """The MKL shim, where the `nas` command preloads one on this machine (an AMD CPU), else nothing."""
+    from nas import blas
+
+    so = blas.shim_path() if blas.wanted([]) else None
+    return [] if so is None else [str(so)]
+
+
 def job(arch: str, allocator: str, lib: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "_NAS_REEXEC", "NAS_TCMALLOC")}
     extra = ["--no-tcmalloc"]
     if lib is not None:
-        env.update(LD_PRELOAD=lib, _NAS_REEXEC="1")
+        env.update(LD_PRELOAD=" ".join([*shim(), lib]), _NAS_REEXEC="1")
         extra = []
     with tempfile.TemporaryDirectory() as tmp:
         out, log = Path(tmp) / "m.json", Path(tmp) / "log.txt"
@@ -58,7 +68,7 @@ def job(arch: str, allocator: str, lib: str | None) -> dict:
             raise SystemExit(f"{arch} under {allocator} failed:\n{log.read_text()[-2000:]}")
         m = json.loads(out.read_text())
     return {"wall_s": wall, "rss_mb": usage.ru_maxrss / 1024, "test_top1": m["test_top1"],
-            "tcmalloc": m["runtime"].get("tcmalloc")}
+            "tcmalloc": m["runtime"].get("tcmalloc"), "mkl_intel_path": m["runtime"].get("mkl_intel_path")}
 
 
 def main() -> None:
@@ -81,7 +91,7 @@ def main() -> None:
                 r = job(arch, name, lib)
                 t[name].append(r["wall_s"])
                 print(f"  {arch:<20} {name:<9} {r['wall_s']:6.1f} s  peak RSS {r['rss_mb']:4.0f} MB  test {r['test_top1']}  "
-                      f"runtime.tcmalloc {r['tcmalloc']}  (load {load:.1f})", flush=True)
+                      f"runtime.tcmalloc {r['tcmalloc']}  mkl_intel_path {r['mkl_intel_path']}  (load {load:.1f})", flush=True)
         for name, _ in sides:
             line = f"{arch}: {name} {statistics.median(t[name]):.1f} s (median of {a.rounds})"
             if name != "glibc" and "glibc" in t:

@@ -15,7 +15,8 @@ Nothing is ever downloaded: a missing dataset raises DataError saying where to g
 
 Decoding (gunzip, unpickling, image files) is done once per source: a dataset of 8 MiB or more is kept decoded in
 ``~/.cache/hybrid-nas/decoded/`` (``$XDG_CACHE_HOME``; ``NAS_DATA_CACHE=DIR`` names another folder, ``0`` turns it
-off) and read back while its source files keep their paths, sizes and modification times (`_decoded`).
+off) and read back while its source files keep their paths, sizes and modification times (`_decoded`). A kept
+copy whose sources are gone (a moved or deleted dataset) is removed when another dataset is kept.
 
 Splits: `train_val_indices` carves the validation split out of the *training* set (seeded, class-balanced);
 the test split is only read for a final number, never for a search decision.
@@ -30,6 +31,7 @@ import hashlib
 import json
 import os
 import pickle
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,6 +435,8 @@ def _decoded(kind: str, sources: Sequence[Path], decode: Callable[[], ImageData]
     data = decode()
     if sum(t.numel() * t.element_size() for t in (data.train_x, data.test_x) if t is not None) >= DECODED_MIN_BYTES:
         _write_decoded(path, stamp, data)
+        _write_sources(path, [s[0] for s in seen])
+        _prune_decoded(root, keep=path)
     return data
 
 
@@ -458,6 +462,27 @@ def _write_decoded(path: Path, stamp: str, data: ImageData) -> None:
     except OSError:  # a read-only or full cache: the next process decodes again
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def _write_sources(path: Path, sources: list[str]) -> None:
+    """Beside a kept dataset, the source paths it was decoded from (`_prune_decoded` reads them)."""
+    with contextlib.suppress(OSError):
+        path.with_suffix(".json").write_text(json.dumps({"sources": sources}))
+
+
+def _prune_decoded(root: Path, keep: Path) -> None:
+    """Remove the kept datasets whose sources are gone (a moved or deleted dataset would otherwise leave its
+    decoded copy behind for good), and temporary files a killed process left more than an hour ago."""
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for f in root.iterdir():
+            with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+                if f.name.startswith(".") and f.name.endswith(".tmp") and now - f.stat().st_mtime > 3600:
+                    f.unlink()
+                elif f.suffix == ".json" and f.with_suffix(".pt") != keep:
+                    if not all(Path(s).exists() for s in json.loads(f.read_text())["sources"]):
+                        f.with_suffix(".pt").unlink(missing_ok=True)
+                        f.unlink()
 
 
 # ---------------------------------------------------------------------------------------------------------

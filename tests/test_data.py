@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
+import shutil
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -286,7 +289,7 @@ def test_a_decoded_dataset_is_read_back_without_its_sources_and_decoded_again_wh
         tmp_path, monkeypatch, decoded_cache):
     d = make_idx_dir(tmp_path / "fm")
     first = load_dataset(d)
-    assert [p.name.split("-")[0] for p in decoded_cache.iterdir()] == ["idx"]
+    assert [p.name.split("-")[0] for p in decoded_cache.glob("*.pt")] == ["idx"]
 
     def no_decoding(path):
         raise AssertionError(f"{path} decoded again")
@@ -299,14 +302,22 @@ def test_a_decoded_dataset_is_read_back_without_its_sources_and_decoded_again_wh
     write_idx(d / "train-labels-idx1-ubyte.gz", (np.arange(40) + 3) % 10)  # the dataset is edited
     edited = load_dataset(d)
     assert edited.train_y.tolist()[:3] == [3, 4, 5] and torch.equal(edited.train_x, first.train_x)
-    assert len(list(decoded_cache.iterdir())) == 1  # replaced, not added
+    assert len(list(decoded_cache.glob("*.pt"))) == 1  # replaced, not added
 
     # the same files under another name are another dataset (its name and classes differ)
     monkeypatch.setenv("NAS_DATA_DIR", str(tmp_path))
-    (tmp_path / "fm").rename(tmp_path / "fashion-mnist")
+    shutil.copytree(tmp_path / "fm", tmp_path / "fashion-mnist")
     fm = load_dataset("fashion-mnist")
     assert fm.name == "fashion-mnist" and fm.classes == nas_data.FASHION_MNIST_CLASSES
-    assert _same(fm, load_dataset("fashion-mnist")) and len(list(decoded_cache.iterdir())) == 2
+    assert _same(fm, load_dataset("fashion-mnist")) and len(list(decoded_cache.glob("*.pt"))) == 2
+
+    # a moved dataset is decoded at its new place, and its copy from the old place removed with it
+    old = {p.name for p in decoded_cache.glob("*.pt")}
+    (tmp_path / "fm").rename(tmp_path / "fm-moved")
+    moved = load_dataset(tmp_path / "fm-moved")
+    assert torch.equal(moved.train_y, edited.train_y) and torch.equal(moved.train_x, edited.train_x)
+    now = {p.name for p in decoded_cache.glob("*.pt")}
+    assert len(now) == 2 and len(now & old) == 1 and len(list(decoded_cache.glob("*.json"))) == 2
 
 
 def test_cifar_and_image_folders_are_kept_decoded_too(tmp_path, monkeypatch, decoded_cache):
@@ -329,15 +340,22 @@ def test_cifar_and_image_folders_are_kept_decoded_too(tmp_path, monkeypatch, dec
         m.setattr(nas_data, "_unpickle", lambda p: pytest.fail(f"{p} unpickled again"))
         m.setattr(nas_data, "_decode_image_folder", lambda *a: pytest.fail("images decoded again"))
         assert _same(cifar, load_dataset(d)) and _same(folder, load_dataset(f))
-    assert sorted(p.name.split("-")[0] for p in decoded_cache.iterdir()) == ["cifar", "imagefolder"]
+    assert sorted(p.name.split("-")[0] for p in decoded_cache.glob("*.pt")) == ["cifar", "imagefolder"]
     Image.fromarray(np.zeros((12, 12, 3), dtype=np.uint8)).save(f / "train" / "dog" / "3.png")  # one image more
     assert len(load_dataset(f).train_x) == 7
 
 
 def test_a_damaged_unwritable_or_disabled_cache_only_means_decoding(tmp_path, monkeypatch, decoded_cache):
     d = make_idx_dir(tmp_path / "fm")
+    stale, recent = decoded_cache / ".idx-0.pt.1.tmp", decoded_cache / ".idx-0.pt.2.tmp"  # killed writers'
+    decoded_cache.mkdir(parents=True)
+    stale.write_bytes(b"x")
+    recent.write_bytes(b"x")
+    os.utime(stale, (time.time() - 7200,) * 2)
     fresh = load_dataset(d)
-    (kept,) = decoded_cache.iterdir()
+    assert not stale.exists() and recent.exists()  # an hour old: removed; a writer may still be at the other
+    recent.unlink()
+    (kept,) = decoded_cache.glob("*.pt")
     kept.write_bytes(b"not a torch file")  # damaged: decoded again, and replaced
     assert _same(fresh, load_dataset(d)) and _same(fresh, load_dataset(d))
     assert kept.stat().st_size > 1000
