@@ -14,11 +14,9 @@ it spends is a second the workers do not get.
 
 from __future__ import annotations
 
-import atexit
 import collections
 import functools
 import resource
-import runpy
 import sys
 import time
 
@@ -66,9 +64,12 @@ def main() -> None:
     wrap(optuna.study.Study, "tell", "optuna tell")
     wrap(R, "compute_pareto", "results.compute_pareto")
     wrap(R, "write_trials", "results.write_trials")
-    atexit.register(report, time.time())
-    sys.argv = ["nas", *sys.argv[1:]]
-    runpy.run_module("nas", run_name="__main__")
+    from nas.cli import main as nas_main
+
+    t0 = time.time()
+    rc = nas_main(sys.argv[1:])  # `nas`'s own command() ends the process at exit before any atexit hook of ours
+    report(t0)
+    sys.exit(rc)
 
 
 if __name__ == "__main__":
