@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 from speed_vs import cpu, paired_ratio  # noqa: E402
 
+from nas.blas import env_with_shim  # noqa: E402
 from nas.malloc import find  # noqa: E402
 
 LIBS = {"tcmalloc": "libtcmalloc_minimal.so.4", "jemalloc": "libjemalloc.so.2", "mimalloc": "libmimalloc.so.2"}
@@ -41,19 +42,12 @@ def library(name: str) -> str | None:
     return None if p is None else str(p)
 
 
-def shim() -> list[str]:
-    """The MKL shim, where the `nas` command preloads one on this machine (an AMD CPU), else nothing."""
-    from nas import blas
-
-    so = blas.shim_path() if blas.wanted([]) else None
-    return [] if so is None else [str(so)]
-
-
 def job(arch: str, allocator: str, lib: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "_NAS_REEXEC", "NAS_TCMALLOC")}
     extra = ["--no-tcmalloc"]
     if lib is not None:
-        env.update(LD_PRELOAD=" ".join([*shim(), lib]), _NAS_REEXEC="1")
+        env = env_with_shim(env) or env  # the MKL shim first, where the command would preload it (AMD CPUs)
+        env.update(LD_PRELOAD=" ".join(filter(None, [env.get("LD_PRELOAD"), lib])), _NAS_REEXEC="1")
         extra = []
     with tempfile.TemporaryDirectory() as tmp:
         out, log = Path(tmp) / "m.json", Path(tmp) / "log.txt"
