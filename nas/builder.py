@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -105,6 +107,41 @@ def build_model(cfg: ArchConfig, *, num_classes: int | None = None, in_chans: in
     if input_size is not None and input_size < LOW_RES_STEM_STRIDE1 and cfg.resolution >= LOW_RES_STEM_STRIDE1:
         stem_stride = 1
     return HybridNet(cfg, num_classes=num_classes, in_chans=in_chans, stem_stride=stem_stride)
+
+
+# The in-place initialisers of torch.nn.init that torch's layers and nas.blocks call while they are built.
+_INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "kaiming_uniform_",
+                 "kaiming_normal_", "xavier_uniform_", "xavier_normal_")
+
+
+def build_meta(cfg: ArchConfig, **kwargs: Any) -> HybridNet:
+    """``build_model(cfg, **kwargs)`` on the meta device: names, shapes and dtypes, no memory. The initialisers
+    of `torch.nn.init` are skipped for meta tensors while it is built (a meta tensor has no values to fill;
+    any other tensor is initialised as always, and the functions are put back on exit), as Hugging Face's
+    `no_init_weights` does for its models: the initialisers took a third of a meta build (39-51 against 26-28
+    ms a network over a one-shot stage's 203 architectures), which a one-shot worker pays once a score and the
+    search's driver once a refused proposal (BENCHMARKS.md, "One-shot scores without work they did not need")."""
+    import functools
+
+    from torch.nn import init
+
+    originals = {n: getattr(getattr(init, n), "__wrapped__", getattr(init, n)) for n in _INITIALISERS}
+
+    def skipping(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def call(tensor: torch.Tensor, *args: Any, **kw: Any) -> Any:
+            return tensor if tensor.is_meta else fn(tensor, *args, **kw)
+
+        return call
+
+    try:
+        for n, fn in originals.items():
+            setattr(init, n, skipping(fn))
+        with torch.device("meta"):
+            return build_model(cfg, **kwargs)
+    finally:
+        for n, fn in originals.items():
+            setattr(init, n, fn)
 
 
 def count_params(model: nn.Module) -> int:

@@ -181,6 +181,15 @@ def test_batchnorm_folded_evaluation_equals_the_plain_model_and_puts_it_back(nam
     top1, loss = evaluate_metrics(model, imgs, labels, prep, batch_size=16)
     top1_plain, loss_plain = _metrics(model, imgs, labels, prep, batch_size=16, grow=False)
     assert top1 == top1_plain and loss == pytest.approx(loss_plain, rel=1e-5)
+    # fold=False (a one-shot score) evaluates the modules as they are: every BatchNorm runs, and the numbers are
+    # the plain loop's (batches may differ: the loss's sum to float rounding)
+    calls = []
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    top1_unfolded, loss_unfolded = evaluate_metrics(model, imgs, labels, prep, batch_size=16, fold=False)
+    assert top1_unfolded == top1_plain and loss_unfolded == pytest.approx(loss_plain, rel=1e-6)
+    assert len(calls) >= bns  # every BatchNorm ran, once a batch
+    for h in hooks:
+        h.remove()
     # and it trains afterwards: batch statistics again, gradients for every BatchNorm
     model.train()
     model(x).sum().backward()
@@ -201,3 +210,53 @@ def test_cpu_evaluation_batch_grows_while_the_largest_activation_fits(channels, 
     with torch.no_grad():
         assert cpu_eval_batch(model, torch.randn(1, 3, 32, 32), 16) == expect
     assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_a_batch_at_the_cap_is_kept_without_the_probe():
+    """A batch that cannot double within MAX_EVAL_BATCH is returned as it is, and the network is not run."""
+    from torch import nn
+
+    from nas.train.loop import MAX_EVAL_BATCH, cpu_eval_batch
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1)).eval()
+    runs = []
+    model.register_forward_hook(lambda *_: runs.append(1))
+    with torch.no_grad():
+        assert cpu_eval_batch(model, torch.randn(1, 3, 32, 32), MAX_EVAL_BATCH) == MAX_EVAL_BATCH
+        assert cpu_eval_batch(model, torch.randn(1, 3, 32, 32), MAX_EVAL_BATCH // 2 + 1) == MAX_EVAL_BATCH // 2 + 1
+        assert runs == []
+        assert cpu_eval_batch(model, torch.randn(1, 3, 32, 32), MAX_EVAL_BATCH // 2) == MAX_EVAL_BATCH
+    assert runs == [1]
+
+
+def _layout(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...], torch.dtype, str]]:
+    return [(n, tuple(t.shape), t.dtype, t.device.type) for n, t in [*model.named_parameters(), *model.named_buffers()]]
+
+
+def test_a_meta_build_is_the_network_without_its_initialisers():
+    """`build_meta` gives every published variant and sampled architectures of both macros with the names,
+    shapes and dtypes of `build_model` on the meta device; torch.nn.init's functions are torch's own again
+    afterwards, also after a build that failed, and initialise real tensors as before."""
+    import optuna
+    from torch.nn import init
+
+    from nas.builder import _INITIALISERS, build_meta
+    from nas.space import load_space, sample_arch
+    from nas.variants import list_variants
+
+    before = {n: getattr(init, n) for n in _INITIALISERS}
+    space = load_space("hybrid")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    archs = [get_variant(n) for n in list_variants()] + [sample_arch(study.ask(), space) for _ in range(12)]
+    assert {a.family for a in archs[-12:]} == {"hybrid-MF", "hybrid-ViT"}  # both macros
+    for a in archs:
+        with torch.device("meta"):
+            want = _layout(build_model(a, num_classes=10, in_chans=1, input_size=32))
+        got = _layout(build_meta(a, num_classes=10, in_chans=1, input_size=32))
+        assert got == want and {d for *_, d in got} == {"meta"}, a.name
+    assert {n: getattr(init, n) for n in _INITIALISERS} == before
+    with pytest.raises(RuntimeError):
+        build_meta(archs[0], num_classes=-1)
+    assert {n: getattr(init, n) for n in _INITIALISERS} == before
+    w = init.kaiming_uniform_(torch.zeros(16, 16))
+    assert w.abs().sum() > 0

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.builder import build_model
+from nas.builder import build_meta, build_model
 from nas.config import ArchConfig
 from nas.errors import ConfigError
 from nas.space import SearchSpace
@@ -164,8 +164,7 @@ def largest_archs(space: SearchSpace, *, seed: int = 0) -> list[ArchConfig]:
 
 def _template(arch: ArchConfig, num_classes: int, in_chans: int, input_size: int) -> nn.Module:
     """``build_model(arch)`` on the meta device: its structure and tensor names/shapes, no memory."""
-    with torch.device("meta"):
-        return build_model(arch, num_classes=num_classes, in_chans=in_chans, input_size=input_size)
+    return build_meta(arch, num_classes=num_classes, in_chans=in_chans, input_size=input_size)
 
 
 class Supernet(nn.Module):

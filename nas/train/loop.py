@@ -152,9 +152,9 @@ def train_epoch(model: nn.Module, prep: PreparedData, proxy: ProxyConfig, opt: O
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedData, *, batch_size: int,
-             runtime: Runtime | None = None) -> float:
+             runtime: Runtime | None = None, fold: bool = True) -> float:
     """Top-1 (percent) of `model` on uint8 images `x` (normalised with `prep`'s statistics)."""
-    return evaluate_metrics(model, x, y, prep, batch_size=batch_size, runtime=runtime)[0]
+    return evaluate_metrics(model, x, y, prep, batch_size=batch_size, runtime=runtime, fold=fold)[0]
 
 
 def eval_batch_size(train_batch: int) -> int:
@@ -173,7 +173,11 @@ MAX_EVAL_BATCH = 128
 
 def cpu_eval_batch(model: nn.Module, sample: torch.Tensor, batch_size: int) -> int:
     """`batch_size`, doubled while the largest output of any leaf module of `model` for one image (`sample`,
-    a prepared [1, C, H, W] input, run once) times the batch fits EVAL_ACTIVATION_BYTES, up to MAX_EVAL_BATCH."""
+    a prepared [1, C, H, W] input, run once) times the batch fits EVAL_ACTIVATION_BYTES, up to MAX_EVAL_BATCH.
+    A batch that cannot grow is returned without the probe's forward pass (a one-shot score evaluates at the cap,
+    where the probe took 21 ms of a 600 ms score; BENCHMARKS.md, "One-shot scores without work they did not need")."""
+    if 2 * batch_size > MAX_EVAL_BATCH:
+        return batch_size
     largest = 0
 
     def hook(_m: nn.Module, _i: Any, out: Any) -> None:
@@ -194,13 +198,15 @@ def cpu_eval_batch(model: nn.Module, sample: torch.Tensor, batch_size: int) -> i
 
 
 def evaluate_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: PreparedData, *,
-                     batch_size: int, runtime: Runtime | None = None) -> tuple[float, float]:
+                     batch_size: int, runtime: Runtime | None = None, fold: bool = True) -> tuple[float, float]:
     """(top-1 in percent, mean cross-entropy) of `model` on uint8 images `x` and labels `y`, in eval mode,
-    with its conv-BatchNorm pairs folded for the duration (`nas.blocks.common.batchnorm_folded`), in batches of
-    `batch_size` (on the CPU grown where the activations allow, `cpu_eval_batch`)."""
+    with its conv-BatchNorm pairs folded for the duration (`nas.blocks.common.batchnorm_folded`; `fold=False`:
+    as it is), in batches of `batch_size` (on the CPU grown where the activations allow, `cpu_eval_batch`)."""
     from nas.blocks.common import batchnorm_folded
 
     model.eval()
+    if not fold:
+        return _metrics(model, x, y, prep, batch_size=batch_size, runtime=runtime)
     with batchnorm_folded(model):
         return _metrics(model, x, y, prep, batch_size=batch_size, runtime=runtime)
 
