@@ -7,6 +7,7 @@ architecture, alternating old and new code in fresh processes so that both see t
     .venv/bin/python bench/speed_vs.py --rev 3e8f38d --same-blas   # one change, both sides with the MKL shim
     .venv/bin/python bench/speed_vs.py --rev 07bd30f --command [--repeats 3]   # the `nas train` command itself
     .venv/bin/python bench/speed_vs.py --oneshot results/bench-supernet [--repeats 5]   # one-shot vs multi-trial
+    .venv/bin/python bench/speed_vs.py --oneshot results/bench-supernet --oneshot-rev 0b2a363   # one-shot, 2 trees
 
 `--search` times the default search stage instead: `nas search --budget 300M --no-confirm` (same space,
 protocol and seed in both versions; since 42f2e5d this tree tells Optuna the results in the order the jobs were
@@ -21,7 +22,8 @@ to its end (its imports, the dataset, the job, the metrics JSON and the process'
 `--oneshot SUPERNET` compares two stages of this tree instead of two trees: the default one-shot search stage
 (`nas search --budget 300M --strategy oneshot --supernet SUPERNET --no-confirm`) against the default multi-trial
 one (`nas search --budget 300M --no-confirm`), alternating, each into a fresh results folder, each rate the
-architectures a minute the stage prints (what it scored or trained over its own clock).
+architectures a minute the stage prints (what it scored or trained over its own clock). With `--oneshot-rev REV`
+it compares the one-shot stage of REV's tree with this tree's instead (a change of the one-shot path).
 
 Every mode also prints the ratio as a geometric mean over the pairs (each old run with the new run beside it in
 time) with a 95% t interval on the log ratios: on a VM whose speed drifts within a session, the pairs' spread is
@@ -199,6 +201,21 @@ def compare_oneshot(supernet: str, repeats: int) -> None:
           flush=True)
 
 
+def compare_oneshot_trees(old: Path, supernet: str, repeats: int) -> None:
+    extra = ["--strategy", "oneshot", "--supernet", supernet]
+    r: dict[str, list[float]] = {"old": [], "new": []}
+    for i in range(repeats):
+        for name, tree in (("old", old), ("new", ROOT)) if i % 2 == 0 else (("new", ROOT), ("old", old)):
+            load = os.getloadavg()[0]
+            x = search(tree, extra)
+            if x["rate"] is None:
+                raise SystemExit(f"the {name} one-shot stage printed no 'architectures/min'")
+            r[name].append(x["rate"])
+            print(f"  one-shot {name:<4} {x['rate']:6.1f} architectures/min, {x['wall_s']:6.1f} s with the process  "
+                  f"(load {load:.1f}): {x['line'].strip()}", flush=True)
+    print(f"one-shot architectures a minute, new / old: {paired_ratio(r['new'], r['old'])}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rev", default="07bd30f")
@@ -212,9 +229,17 @@ def main() -> None:
                     help="time the `nas train` command from start to exit instead of the job inside a process")
     ap.add_argument("--oneshot", metavar="SUPERNET",
                     help="compare this tree's one-shot search stage on SUPERNET with its multi-trial stage instead")
+    ap.add_argument("--oneshot-rev", metavar="REV",
+                    help="with --oneshot: compare REV's one-shot stage with this tree's instead of with multi-trial")
     ap.add_argument("--same-blas", action="store_true",
                     help="run the old tree's jobs with the MKL shim too (an A/B of a change after it), two sides")
     a = ap.parse_args()
+    if a.oneshot and a.oneshot_rev:
+        old = worktree(a.oneshot_rev)
+        print(f"machine: {cpu()}; load before {os.getloadavg()[0]:.1f}; one-shot on {a.oneshot}, old: {a.oneshot_rev} "
+              f"({old}), new: this tree ({ROOT}); nas search --budget 300M --no-confirm", flush=True)
+        compare_oneshot_trees(old, str(Path(a.oneshot).resolve()), a.repeats)
+        return
     if a.oneshot:
         print(f"machine: {cpu()}; load before {os.getloadavg()[0]:.1f}; this tree ({ROOT}): one-shot on {a.oneshot} "
               "against multi-trial, nas search --budget 300M --no-confirm", flush=True)
