@@ -431,11 +431,13 @@ def _decoded(kind: str, sources: Sequence[Path], decode: Callable[[], ImageData]
     path = root / f"{kind.split(':')[0]}-{where}.pt"
     kept = _read_decoded(path, stamp)
     if kept is not None:
+        if not path.with_suffix(".json").is_file():  # kept before copies had their sources beside them
+            _write_sources(path, [s[0] for s in seen])
         return kept
     data = decode()
     if sum(t.numel() * t.element_size() for t in (data.train_x, data.test_x) if t is not None) >= DECODED_MIN_BYTES:
+        _write_sources(path, [s[0] for s in seen])  # first: a copy never lies without its sources, even if killed
         _write_decoded(path, stamp, data)
-        _write_sources(path, [s[0] for s in seen])
         _prune_decoded(root, keep=path)
     return data
 
@@ -465,9 +467,17 @@ def _write_decoded(path: Path, stamp: str, data: ImageData) -> None:
 
 
 def _write_sources(path: Path, sources: list[str]) -> None:
-    """Beside a kept dataset, the source paths it was decoded from (`_prune_decoded` reads them)."""
-    with contextlib.suppress(OSError):
-        path.with_suffix(".json").write_text(json.dumps({"sources": sources}))
+    """Beside a kept dataset, the source paths it was decoded from (`_prune_decoded` reads them), written whole
+    or not at all."""
+    out = path.with_suffix(".json")
+    tmp = path.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"sources": sources}))
+        os.replace(tmp, out)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _prune_decoded(root: Path, keep: Path) -> None:

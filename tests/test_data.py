@@ -320,6 +320,31 @@ def test_a_decoded_dataset_is_read_back_without_its_sources_and_decoded_again_wh
     assert len(now) == 2 and len(now & old) == 1 and len(list(decoded_cache.glob("*.json"))) == 2
 
 
+def test_a_copy_kept_without_its_sources_gets_them_and_a_killed_write_leaves_them(tmp_path, monkeypatch,
+                                                                                 decoded_cache):
+    """A copy kept before copies had their sources beside them gets its sources file when it is read, so it is
+    pruned once its dataset moves; the sources file is written before the copy, so a process killed while
+    writing the copy leaves no copy without one."""
+    d = make_idx_dir(tmp_path / "fm")
+    load_dataset(d)
+    (src,) = decoded_cache.glob("*.json")
+    src.unlink()  # as a copy kept before 1c75eb7
+    load_dataset(d)
+    assert src.is_file() and str(d.absolute()) in src.read_text()
+    d.rename(tmp_path / "fm-moved")
+    load_dataset(tmp_path / "fm-moved")
+    assert len(list(decoded_cache.glob("*.pt"))) == 1 and src.with_suffix(".pt").exists() is False
+
+    def killed(*_a):
+        raise KeyboardInterrupt
+
+    e = make_idx_dir(tmp_path / "other")
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(nas_data, "_write_decoded", killed)
+        load_dataset(e)
+    assert len(list(decoded_cache.glob("*.json"))) == 2 and not list(decoded_cache.glob(".*.tmp"))
+
+
 def test_cifar_and_image_folders_are_kept_decoded_too(tmp_path, monkeypatch, decoded_cache):
     from PIL import Image
 
