@@ -7,7 +7,9 @@ confirm protocol, scored once each in a fresh process after 20 training steps, u
 - ``now``: what `nas.train.evaluate_metrics` does: folded, from batch `eval_batch_size(16)` = 32 grown on the
   CPU while the largest activation map of the batch fits 16 MiB (`nas.train.loop.cpu_eval_batch`), each
   folded conv with its activation run as one oneDNN convolution (`nas.blocks.common.FoldedConvAct`);
-- ``unfused``: ``now`` with the convolution and its activation run apart, as before 2026-12-06.
+- ``unfused``: ``now`` with the convolution and its activation run apart, as before 2026-12-06;
+- ``fusedkxk``: ``now`` with only the kxk convolutions (k > 1) run with their activation in oneDNN, the 1x1 ones
+  as `Conv2d` runs them (a matrix product where `pointwise_as_linear`), then the activation.
 
     .venv/bin/python bench/eval_speed.py [--archs mobile_former_151m mobilevit_xs] [--rounds 2] \
         [--modes plain fold32 fold64 unfused now]
@@ -41,6 +43,10 @@ arch, mode = sys.argv[1], sys.argv[2]
 if mode == "unfused":
     import nas.blocks.common
     nas.blocks.common._fusable = lambda conv, act: None
+if mode == "fusedkxk":
+    import nas.blocks.common
+    _fusable = nas.blocks.common._fusable
+    nas.blocks.common._fusable = lambda conv, act: None if conv.kernel_size == (1, 1) else _fusable(conv, act)
 data = load_dataset(None); p = load_proxy("confirm"); rt = _runtime(None, None, 1)
 with rt.applied():
     prep = prepare_data(data, p, rt.torch_device, final=True)
@@ -75,7 +81,7 @@ def main() -> None:
     ap.add_argument("--archs", nargs="+", default=["mobile_former_151m", "mobilevit_xs"])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--modes", nargs="+", default=["plain", "fold32", "fold64", "unfused", "now"],
-                    choices=["plain", "fold32", "fold64", "unfused", "now"])
+                    choices=["plain", "fold32", "fold64", "unfused", "fusedkxk", "now"])
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from nas.preload import env_for_jobs
