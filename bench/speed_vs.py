@@ -185,35 +185,34 @@ def compare_search(old: Path, repeats: int, old_args: list[str] | None = None) -
           flush=True)
 
 
-def compare_oneshot(supernet: str, repeats: int) -> None:
-    sides = (("one-shot", ["--strategy", "oneshot", "--supernet", supernet]), ("multi-trial", []))
-    r: dict[str, list[float]] = {"one-shot": [], "multi-trial": []}
+def rates(sides: list[tuple[str, Path, list[str]]], repeats: int) -> dict[str, list[float]]:
+    """The architectures a minute each side's search stage prints, sides (name, tree, extra `nas search` arguments)
+    alternating round by round."""
+    r: dict[str, list[float]] = {name: [] for name, _, _ in sides}
     for i in range(repeats):
-        for name, extra in sides if i % 2 == 0 else sides[::-1]:
+        for name, tree, extra in sides if i % 2 == 0 else sides[::-1]:
             load = os.getloadavg()[0]
-            x = search(ROOT, extra)
+            x = search(tree, extra)
             if x["rate"] is None:
                 raise SystemExit(f"the {name} stage printed no 'architectures/min'")
             r[name].append(x["rate"])
-            print(f"  {name:<11} {x['rate']:6.1f} architectures/min, {x['wall_s']:6.1f} s with the process  "
+            print(f"  {name:<12} {x['rate']:6.1f} architectures/min, {x['wall_s']:6.1f} s with the process  "
                   f"(load {load:.1f}): {x['line'].strip()}", flush=True)
+    return r
+
+
+def compare_oneshot(supernet: str, repeats: int) -> None:
+    r = rates([("one-shot", ROOT, ["--strategy", "oneshot", "--supernet", supernet]), ("multi-trial", ROOT, [])],
+              repeats)
     print(f"one-shot / multi-trial architectures a minute: {paired_ratio(r['one-shot'], r['multi-trial'])}",
           flush=True)
 
 
 def compare_oneshot_trees(old: Path, supernet: str, repeats: int) -> None:
     extra = ["--strategy", "oneshot", "--supernet", supernet]
-    r: dict[str, list[float]] = {"old": [], "new": []}
-    for i in range(repeats):
-        for name, tree in (("old", old), ("new", ROOT)) if i % 2 == 0 else (("new", ROOT), ("old", old)):
-            load = os.getloadavg()[0]
-            x = search(tree, extra)
-            if x["rate"] is None:
-                raise SystemExit(f"the {name} one-shot stage printed no 'architectures/min'")
-            r[name].append(x["rate"])
-            print(f"  one-shot {name:<4} {x['rate']:6.1f} architectures/min, {x['wall_s']:6.1f} s with the process  "
-                  f"(load {load:.1f}): {x['line'].strip()}", flush=True)
-    print(f"one-shot architectures a minute, new / old: {paired_ratio(r['new'], r['old'])}", flush=True)
+    r = rates([("one-shot old", old, extra), ("one-shot new", ROOT, extra)], repeats)
+    print(f"one-shot architectures a minute, new / old: {paired_ratio(r['one-shot new'], r['one-shot old'])}",
+          flush=True)
 
 
 def main() -> None:

@@ -454,30 +454,22 @@ def _read_decoded(path: Path, stamp: str) -> ImageData | None:
 
 
 def _write_decoded(path: Path, stamp: str, data: ImageData) -> None:
+    from nas.results import atomic_write
+
     fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}
     fields["classes"] = list(data.classes)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"stamp": stamp, "fields": fields}, tmp)
-        os.replace(tmp, path)  # whole or not at all, also with two processes decoding at once
-    except OSError:  # a read-only or full cache: the next process decodes again
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    # whole or not at all, also with two processes decoding at once; a read-only or full cache: decoded again
+    with contextlib.suppress(OSError):
+        atomic_write(path, lambda tmp: torch.save({"stamp": stamp, "fields": fields}, tmp))
 
 
 def _write_sources(path: Path, sources: list[str]) -> None:
     """Beside a kept dataset, the source paths it was decoded from (`_prune_decoded` reads them), written whole
     or not at all."""
-    out = path.with_suffix(".json")
-    tmp = path.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"sources": sources}))
-        os.replace(tmp, out)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    from nas.results import atomic_write_text
+
+    with contextlib.suppress(OSError):
+        atomic_write_text(path.with_suffix(".json"), json.dumps({"sources": sources}))
 
 
 def _prune_decoded(root: Path, keep: Path) -> None:
