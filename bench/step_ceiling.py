@@ -104,7 +104,8 @@ def main() -> None:
             logs = [math.log(b / x) for b, x in zip(ms["none"], ms[p])]
             s = summarize(logs)
             lo, hi = t_interval(s.mean, s.sd, s.n)
-            print(f"| {p} | {cell} | {math.exp(s.mean):.2f}x [{math.exp(lo):.2f}, {math.exp(hi):.2f}] |")
+            ci = f" [{math.exp(lo):.2f}, {math.exp(hi):.2f}]" if s.n > 1 else " (1 round: no interval)"
+            print(f"| {p} | {cell} | {math.exp(s.mean):.2f}x{ci} |")
         print()
 
 
