@@ -16,6 +16,10 @@ it is the most any kernel, fusion or rewrite of that part could give back. The p
   normalisation costs at least);
 * `transformer`: every MobileViT transformer layer (and Mobile-Former's Former) replaced by `x * 1`.
 
+A stand-in that drops a part's parameters from the graph (the transformer layers; BatchNorm's bias) also drops
+their optimizer update, which no faster kernel could: AdamW is 1-5% of these steps (BENCHMARKS.md, "Where a
+step's time goes"), so those ceilings are a little high.
+
 Each (network, part) runs in a fresh process started as the `nas` command starts its jobs (`nas.preload`: the MKL
 shim on an AMD CPU, tcmalloc where the system has it); the parts are rotated round by round, and each process
 prints the median of `--steps` steps after 5 warm-up steps. Prints per network a Markdown table: the step's ms in
