@@ -36,6 +36,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from profile_step import _load  # bench/ is sys.path[0] when run as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = {"mobile_former_151m": ["none", "dyrelu", "attention", "batchnorm", "transformer"],
          "mobilevit_xs": ["none", "silu", "attention", "batchnorm", "transformer"]}
@@ -67,10 +69,6 @@ model, _opt, _crit, _prep, _bs, _batch, step = _setup(arch, 16, 1)
 model.train()
 print(json.dumps({"ms": _ms(step, steps)}))  # the median of `steps` steps after 5 warm-up steps
 """
-
-
-def _load() -> str:
-    return open("/proc/loadavg").read().split()[0]
 
 
 def child(arch: str, part: str, steps: int) -> float:
