@@ -20,8 +20,10 @@ MobileViT-XS evaluate 1.2-1.3x as fast; where it did not, speed is unchanged wit
 second machine"). Same numbers, more resident memory; a no-op off glibc.
 
 ``tcmalloc`` and ``mkl_intel_path`` are observed, not chosen: what the process was started with (`nas.preload`:
-the `nas` command preloads tcmalloc where the system has it, and MKL's shim on an AMD CPU). Neither changes the
-arithmetic, so neither is in the cache key.
+the `nas` command preloads tcmalloc where the system has it, and MKL's shim on an AMD CPU). So is
+``dwconv_kernel``: whether depthwise convolutions with a channel multiplier run in `nas.dwconv`'s C kernel (built
+with the system's C compiler; NAS_DWCONV=0 turns it off). None of them changes the arithmetic (the kernels sum in
+another order, as another thread count does), so none is in the cache key.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ class Runtime:
     # observed, not chosen: whether the process that made this object runs on tcmalloc (`nas.malloc`: the `nas`
     # command preloads it where the system has it; `--no-tcmalloc` turns it off)
     tcmalloc: bool = field(default_factory=lambda: _tcmalloc())
+    # observed, not chosen: whether the process that made this object runs depthwise convolutions with a channel
+    # multiplier in `nas.dwconv`'s C kernel (at one thread; NAS_DWCONV=0 turns it off)
+    dwconv_kernel: bool = field(default_factory=lambda: _dwconv_kernel())
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -66,7 +71,7 @@ class Runtime:
         if self.memory_format not in MEMORY_FORMATS:
             raise ConfigError(f"memory format {self.memory_format!r} is not one of {', '.join(MEMORY_FORMATS)}",
                               "use --memory-format channels_last (the default) or contiguous")
-        for name in ("compile", "keep_freed_memory", "mkl_intel_path", "tcmalloc"):
+        for name in ("compile", "keep_freed_memory", "mkl_intel_path", "tcmalloc", "dwconv_kernel"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"runtime setting {name} is {getattr(self, name)!r}, not true or false",
                                   f"set {name}: true or {name}: false")
@@ -118,14 +123,15 @@ class Runtime:
     def key(self) -> str:
         """What changes how a network computes (resolved precision, memory format, compile, device kind): the
         baseline cache keys on it. Threads are left out (they change only the order of float sums), and so is
-        the allocator settings (glibc's thresholds, tcmalloc: they change no number) and MKL's kernel path (like
-        threads, it changes the order of float sums, not the arithmetic)."""
+        the allocator settings (glibc's thresholds, tcmalloc: they change no number), MKL's kernel path and the
+        depthwise kernel (like threads, they change the order of float sums, not the arithmetic)."""
         r = self.resolved()
         d = {**r.to_dict(), "device": r.device.split(":")[0]}
         d.pop("threads")
         d.pop("keep_freed_memory")
         d.pop("mkl_intel_path")
         d.pop("tcmalloc")
+        d.pop("dwconv_kernel")
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
     # -- what the trainer, scorer and supernet use ------------------------------------------------------
@@ -199,6 +205,12 @@ def _mkl_intel_path() -> bool:
 @functools.cache  # fixed when the process starts (LD_PRELOAD)
 def _tcmalloc() -> bool:
     from nas.malloc import active
+
+    return active()
+
+
+def _dwconv_kernel() -> bool:
+    from nas.dwconv import active  # cached there: built or found once per process
 
     return active()
 

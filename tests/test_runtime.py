@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_runtime_checks_its_settings_and_resolves_auto():
     for bad in ({"precision": "fp8"}, {"memory_format": "nhwc"}, {"threads": 0}, {"device": "tpu"},
                 {"threads": "2"}, {"threads": 1.5}, {"threads": True}, {"compile": "yes"},
-                {"keep_freed_memory": "no"}, {"keep_freed_memory": 0}, {"mkl_intel_path": "yes"}, {"tcmalloc": 1}):
+                {"keep_freed_memory": "no"}, {"keep_freed_memory": 0}, {"mkl_intel_path": "yes"}, {"tcmalloc": 1},
+                {"dwconv_kernel": "on"}):
         with pytest.raises(ConfigError):
             Runtime(**bad)
     # a run.yaml's runtime dict with a string where a switch goes names the setting and the fix
@@ -45,6 +46,7 @@ def test_runtime_key_follows_what_changes_the_numbers_not_threads():
     assert base.key == Runtime(keep_freed_memory=False).key  # the allocator changes no number
     assert Runtime(mkl_intel_path=True).key == Runtime(mkl_intel_path=False).key == base.key  # sum order, as threads
     assert Runtime(tcmalloc=True).key == Runtime(tcmalloc=False).key == base.key  # malloc does no arithmetic
+    assert Runtime(dwconv_kernel=True).key == Runtime(dwconv_kernel=False).key == base.key  # sum order
     assert len({base.key, Runtime(precision="bf16").key, Runtime(memory_format="contiguous").key,
                 Runtime(compile=True).key}) == 4
 

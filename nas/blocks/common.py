@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas import dwconv
 from nas.blocks import BuildContext, register_block
 from nas.config import IRCfg
 
@@ -65,7 +66,11 @@ class Conv2d(nn.Conv2d):
       maps). Its one output pixel sees a crop of the input through a crop of the kernel (the rest is zero
       padding), so the conv is one matmul, or a product and a sum when depthwise. oneDNN spends milliseconds
       on such a conv at batch 64 (its weight gradient falls back to a generic GEMM); the matmul takes tens of
-      microseconds.
+      microseconds;
+    * a depthwise 3x3 conv with a channel multiplier (Mobile-Former's), or on a map of at most 2x2, of a
+      float32 channels_last map on the CPU at one thread: `nas.dwconv`'s C kernel, where oneDNN takes its generic
+      grouped kernel (forward + backward 1.5-4.8x as fast on those shapes, a mobile_former_151m training step
+      1.09x; BENCHMARKS.md, "A depthwise kernel").
 
     Traced runs (fvcore's count, ONNX) keep the plain conv, so MAdds stay the nominal kxk count."""
 
@@ -83,6 +88,10 @@ class Conv2d(nn.Conv2d):
         h, w = x.shape[-2:]
         if ((h + 2 * ph - kh) // sh, (w + 2 * pw - kw) // sw) != (0, 0) or self.dilation != (1, 1) \
                 or self.padding_mode != "zeros" or torch.jit.is_tracing():
+            if self.groups > 1 and dwconv.wanted(self, x):
+                if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+                    return dwconv.conv(x, self.weight, sh, self.bias)
+                return dwconv.forward(x, self.weight, sh, self.bias)
             return super().forward(x)
         hv, wv = min(h, kh - ph), min(w, kw - pw)  # input rows/cols the output pixel sees
         b, g = x.shape[0], self.groups
@@ -129,6 +138,8 @@ class FoldedConvAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.conv
+        if c.groups > 1 and dwconv.wanted(c, x) and (min(x.shape[-2:]) + 2 - 3) // c.stride[0] > 0:
+            return self.act(dwconv.forward(x, c.weight, c.stride[0], c.bias))  # `Conv2d`'s kernel, bias in its pass
         if x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and not torch.jit.is_tracing() \
                 and x.is_contiguous(memory_format=torch.channels_last) and not torch.is_autocast_enabled("cpu") \
                 and (min(x.shape[-2:]) + 2 * c.padding[0] - c.dilation[0] * (c.kernel_size[0] - 1) - 1) \

@@ -33,6 +33,7 @@ def environment() -> dict[str, Any]:
     import torch
 
     from nas.blas import active as blas_active
+    from nas.dwconv import active as dwconv_active
     from nas.malloc import active as tcmalloc_active
 
     devs = ["cpu"] + [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -43,7 +44,9 @@ def environment() -> dict[str, Any]:
             # MKL's Intel kernel path on an AMD CPU (`nas.blas`) in this process; Ray's local workers inherit it
             "mkl_intel_path": blas_active(),
             # tcmalloc as this process's malloc (`nas.malloc`); Ray's local workers inherit it
-            "tcmalloc": tcmalloc_active()}
+            "tcmalloc": tcmalloc_active(),
+            # depthwise convolutions with a channel multiplier in `nas.dwconv`'s C kernel (at one thread)
+            "dwconv_kernel": dwconv_active()}
 
 
 def write_run_files(plan: SearchPlan, *, resources: dict[str, Any]) -> None:
