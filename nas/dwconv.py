@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 ENV_SWITCH = "NAS_DWCONV"  # "0": never use the kernel
 SOURCE = Path(__file__).with_name("dwconv.c")
@@ -151,6 +152,7 @@ class _Depthwise3x3(torch.autograd.Function):
         return forward(x, weight, stride)
 
     @staticmethod
+    @once_differentiable  # its backward is not differentiable again: a double backward raises instead of lying
     def backward(ctx: Any, gy: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         x, weight = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]

@@ -75,6 +75,10 @@ def test_the_kernel_gives_the_plain_convs_values_and_gradients(cin, m, h, w, s, 
     close(gx, torch.autograd.grad(ref, (x,), g, retain_graph=True)[0])
     gw, = torch.autograd.grad(dwconv.conv(x.detach(), weight, s), (weight,), g)
     close(gw, torch.autograd.grad(ref, (weight,), g)[0])
+    # no second derivative through it: an error, not a silently wrong one (its gradient has no graph)
+    gx, = torch.autograd.grad(dwconv.conv(x, weight, s), (x,), g, create_graph=True)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        gx.sum().backward()
 
 
 def test_conv2d_takes_the_kernel_exactly_where_it_should(one_thread, monkeypatch):
