@@ -50,8 +50,9 @@ def test_the_wheel_holds_every_module_and_shipped_file(tmp_path):
     assert r.returncode == 0, r.stderr
     (wheel,) = (tmp_path / "dist").glob("hybrid_nas-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    want = {p.relative_to(src).as_posix() for p in (src / "nas").rglob("*") if p.suffix in (".py", ".yaml")}
+    want = {p.relative_to(src).as_posix() for p in (src / "nas").rglob("*") if p.suffix in (".py", ".yaml", ".c")}
     want |= {f"nas/search_spaces/{p.name}" for p in (src / "search_spaces").glob("*.yaml")}
     assert not want - names, f"missing from the wheel: {sorted(want - names)}"
     assert "nas/search_spaces/hybrid.yaml" in names and "nas/proxy_default.yaml" in names
+    assert "nas/dwconv.c" in names  # the depthwise kernel's source, built where the wheel is installed
     assert not {n for n in names if n.startswith(("tests/", "bench/", "search_spaces/"))}
