@@ -2,12 +2,13 @@
 
 Mobile-Former's depthwise convolutions have a channel multiplier (out = in x `dw_mult`, e.g. 12 -> 24 or
 12 -> 72 channels). oneDNN runs those with its generic grouped kernel, which pads each group's one input and few
-output channels to blocks of 16: at batch 16 on the 2-core EPYC of BENCHMARKS.md their forward and backward took
-10.5 ms of a 116 ms mobile_former_151m step, 8-40x what the memory allows ("Depthwise convolutions"). oneDNN's
-weight gradient takes the same generic kernel on 2x2 maps, multiplier or not. `dwconv.c` does these
-convolutions (padding 1, stride 1 or 2, float32, channels_last maps) with every input row expanded to the
-output's channels, so that each of its loops is one long vector loop: 1.5-3.7x as fast on those shapes, and a
-whole mobile_former_151m training step 1.09x (bench/depthwise_conv.py; BENCHMARKS.md, "A depthwise kernel").
+output channels to blocks of 16: at batch 16 on the 2-core Zen 4 EPYC of BENCHMARKS.md their forward and backward
+took 10.5-12.7 ms of a 110-160 ms mobile_former_151m step, 20-70x what the memory allows. oneDNN's weight gradient
+takes the same generic kernel on 2x2 maps, multiplier or not. `dwconv.c` does these convolutions (padding 1,
+stride 1 or 2, float32, channels_last maps) with every input row expanded to the output's channels, so that each
+of its loops is one long vector loop: 1.8-4.3x as fast on those shapes (2.45x summed; bench/depthwise_conv.py),
+and whole `nas train mobile_former_151m` confirm commands 1.11x [1.03, 1.19] as fast, n=5 side-by-side pairs
+(bench/speed_vs.py; BENCHMARKS.md, "A depthwise kernel").
 
 Same function, same parameters; the sums run in another order, so values and gradients match oneDNN's to float
 rounding (about 1e-6 relative), as with another thread count: the baseline cache does not key on it.

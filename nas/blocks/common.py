@@ -69,8 +69,8 @@ class Conv2d(nn.Conv2d):
       microseconds;
     * a depthwise 3x3 conv with a channel multiplier (Mobile-Former's), or on a map of at most 2x2, of a
       float32 channels_last map on the CPU at one thread: `nas.dwconv`'s C kernel, where oneDNN takes its generic
-      grouped kernel (forward + backward 1.5-4.8x as fast on those shapes, a mobile_former_151m training step
-      1.09x; BENCHMARKS.md, "A depthwise kernel").
+      grouped kernel (forward + backward 1.8-4.3x as fast on those shapes, whole mobile_former_151m confirm
+      jobs 1.11x; BENCHMARKS.md, "A depthwise kernel").
 
     Traced runs (fvcore's count, ONNX) keep the plain conv, so MAdds stay the nominal kxk count."""
 
