@@ -111,7 +111,7 @@ def wanted(conv: torch.nn.Conv2d, x: torch.Tensor) -> bool:
     """Whether `conv` of `x` runs in the kernel (see the module docstring)."""
     if not (conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.dilation == (1, 1)
             and conv.stride in ((1, 1), (2, 2)) and conv.groups == conv.in_channels
-            and conv.padding_mode == "zeros" and x.dim() == 4 and x.device.type == "cpu"
+            and conv.padding_mode == "zeros" and x.dim() == 4 and x.numel() > 0 and x.device.type == "cpu"
             and x.dtype == torch.float32 and conv.weight.dtype == torch.float32):
         return False
     if conv.out_channels == conv.in_channels and x.shape[-1] * x.shape[-2] > 4:
@@ -130,8 +130,27 @@ def _workspace(backward: bool, dims: tuple[int, ...]) -> torch.Tensor:
     return torch.empty(int(_lib().dwconv_workspace(int(backward), *dims)), dtype=torch.float32)
 
 
+def _check(x: torch.Tensor, weight: torch.Tensor, stride: int, bias: torch.Tensor | None) -> None:
+    """Refuse what the C kernel cannot take before any pointer reaches it (`wanted` says where it is taken)."""
+    c = x.shape[1] if x.dim() == 4 else 0
+    o = weight.shape[0]
+    if not (x.dim() == 4 and c > 0 and min(x.shape) > 0 and x.device.type == "cpu" and x.dtype == torch.float32
+            and weight.dtype == torch.float32 and weight.device.type == "cpu" and tuple(weight.shape[1:]) == (1, 3, 3)
+            and o % c == 0 and stride in (1, 2) and (bias is None or tuple(bias.shape) == (o,))):
+        raise ValueError(f"nas.dwconv takes a float32 CPU map [B, C, H, W] and weights [C * m, 1, 3, 3] at stride 1 or 2, "
+                         f"not {tuple(x.shape)} {x.dtype} and {tuple(weight.shape)} {weight.dtype} at stride {stride}")
+    if not active():
+        raise RuntimeError("nas.dwconv's kernel is not built here (no C compiler, or NAS_DWCONV=0)")
+
+
 def forward(x: torch.Tensor, weight: torch.Tensor, stride: int, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """The convolution's output (no autograd; `x` channels_last float32 on the CPU, `weight` [O, 1, 3, 3])."""
+    """The convolution's output (no autograd; `x` float32 on the CPU, `weight` [O, 1, 3, 3], O a multiple of x's
+    channels, `stride` 1 or 2; anything else raises ValueError)."""
+    _check(x, weight, stride, bias)
+    return _forward(x, weight, stride, bias)
+
+
+def _forward(x: torch.Tensor, weight: torch.Tensor, stride: int, bias: torch.Tensor | None = None) -> torch.Tensor:
     x = x.contiguous(memory_format=torch.channels_last)
     w = weight.detach().contiguous()
     b = None if bias is None else bias.detach().contiguous()
@@ -150,7 +169,7 @@ class _Depthwise3x3(torch.autograd.Function):
         x = x.contiguous(memory_format=torch.channels_last)
         ctx.save_for_backward(x, weight)
         ctx.stride = stride
-        return forward(x, weight, stride)
+        return _forward(x, weight, stride)
 
     @staticmethod
     @once_differentiable  # its backward is not differentiable again: a double backward raises instead of lying
@@ -170,7 +189,8 @@ class _Depthwise3x3(torch.autograd.Function):
 
 def conv(x: torch.Tensor, weight: torch.Tensor, stride: int, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The depthwise 3x3 convolution (padding 1) of `x` by `weight` ([O, 1, 3, 3], O a multiple of x's
-    channels) at `stride` (1 or 2), with autograd; `bias` added by torch."""
+    channels) at `stride` (1 or 2), with autograd; `bias` added by torch. Anything else raises ValueError."""
+    _check(x, weight, stride, bias)
     y = _Depthwise3x3.apply(x, weight, stride)
     return y if bias is None else y + bias.view(1, -1, 1, 1)
 

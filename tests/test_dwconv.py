@@ -81,6 +81,20 @@ def test_the_kernel_gives_the_plain_convs_values_and_gradients(cin, m, h, w, s, 
         gx.sum().backward()
 
 
+def test_a_call_the_kernel_cannot_take_raises_before_reaching_it(one_thread):
+    if not dwconv.active():
+        pytest.skip("the kernel is not built here")
+    x = torch.randn(2, 4, 5, 5)
+    w = torch.randn(8, 1, 3, 3)
+    for bad in ((x[0], w, 1), (x.double(), w, 1), (x, torch.randn(6, 1, 3, 3), 1), (x, torch.randn(8, 1, 5, 5), 1),
+                (x, w, 3), (x[:, :, :0], w, 1)):
+        with pytest.raises(ValueError, match="nas.dwconv takes"):
+            dwconv.forward(*bad)
+    with pytest.raises(ValueError, match="nas.dwconv takes"):
+        dwconv.conv(x, w, 1, torch.randn(3))
+    close(dwconv.forward(x, w, 1), F.conv2d(x, w, None, 1, 1, 1, 4))  # a contiguous map is taken (made NHWC)
+
+
 def test_conv2d_takes_the_kernel_exactly_where_it_should(one_thread, monkeypatch):
     """A multiplier, or a map of at most 2x2, at one thread, float32 channels_last on the CPU: the kernel. A plain
     depthwise conv of a larger map, a contiguous map, two threads, float64, a 5x5 kernel, a traced run: the plain
