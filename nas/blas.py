@@ -53,26 +53,35 @@ def cache_dir() -> Path:
     return Path(base) / "hybrid-nas"
 
 
-def shim_path() -> Path | None:
-    """The compiled shim (built on first use with `cc`/`gcc`; None where no compiler can build it)."""
-    so = cache_dir() / SHIM_NAME
+def build_shared(so: Path, source: Path | str, flags: list[str]) -> Path | None:
+    """`so` built from `source` (a C file, or its text) with the system's C compiler (`cc`/`gcc`) and `flags`
+    where it is not there yet; None where it cannot be built. Concurrent first uses each build their own and one
+    wins (an atomic rename); the shim here and `nas.dwconv`'s kernel are built this way."""
     if so.is_file():
         return so
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return None
+    tmp = so.parent / f"{so.name}.{os.getpid()}.tmp"
+    src = so.parent / f"{so.stem}.{os.getpid()}.c" if isinstance(source, str) else source
     try:
         so.parent.mkdir(parents=True, exist_ok=True)
-        src = so.parent / f"mkl_intel_path.{os.getpid()}.c"
-        tmp = so.parent / f"{SHIM_NAME}.{os.getpid()}.tmp"
-        src.write_text(SHIM_SOURCE)
-        subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(tmp), str(src)], check=True, capture_output=True,
-                       timeout=120)
-        os.replace(tmp, so)  # atomic: concurrent first uses each build their own and one wins
-        src.unlink(missing_ok=True)
+        if isinstance(source, str):
+            src.write_text(source)
+        subprocess.run([cc, *flags, "-o", str(tmp), str(src)], check=True, capture_output=True, timeout=120)
+        os.replace(tmp, so)
     except (OSError, subprocess.SubprocessError):
+        tmp.unlink(missing_ok=True)
         return None
+    finally:
+        if isinstance(source, str):
+            src.unlink(missing_ok=True)
     return so
+
+
+def shim_path() -> Path | None:
+    """The compiled shim (built on first use with `cc`/`gcc`; None where no compiler can build it)."""
+    return build_shared(cache_dir() / SHIM_NAME, SHIM_SOURCE, ["-shared", "-fPIC", "-O2"])
 
 
 def wanted(argv: list[str]) -> bool:

@@ -31,8 +31,6 @@ import functools
 import hashlib
 import os
 import platform
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -56,28 +54,14 @@ def _cpu_features() -> str:
 
 def library_path() -> Path | None:
     """The compiled kernel (built on first use; None where it cannot be built here)."""
-    from nas.blas import cache_dir
+    from nas.blas import build_shared, cache_dir
 
     try:
         src = SOURCE.read_bytes()
     except OSError:
         return None
     key = hashlib.sha1(src + " ".join(FLAGS).encode() + _cpu_features().encode()).hexdigest()[:12]
-    so = cache_dir() / f"dwconv-{key}.so"
-    if so.is_file():
-        return so
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        return None
-    tmp = so.parent / f"{so.name}.{os.getpid()}.tmp"
-    try:
-        so.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([cc, *FLAGS, "-o", str(tmp), str(SOURCE)], check=True, capture_output=True, timeout=120)
-        os.replace(tmp, so)  # atomic: concurrent first uses each build their own and one wins
-    except (OSError, subprocess.SubprocessError):
-        tmp.unlink(missing_ok=True)
-        return None
-    return so
+    return build_shared(cache_dir() / f"dwconv-{key}.so", SOURCE, FLAGS)
 
 
 @functools.cache
