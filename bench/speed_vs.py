@@ -6,6 +6,7 @@ architecture, alternating old and new code in fresh processes so that both see t
     .venv/bin/python bench/speed_vs.py --rev 07bd30f --search [--repeats 2] [--old-args=--no-early-stop]
     .venv/bin/python bench/speed_vs.py --rev 3e8f38d --same-blas   # one change, both sides with the MKL shim
     .venv/bin/python bench/speed_vs.py --rev 07bd30f --command [--repeats 3]   # the `nas train` command itself
+    .venv/bin/python bench/speed_vs.py --rev 07bd30f --command --ceiling --archs mobilevit_xs   # and its ceiling
     .venv/bin/python bench/speed_vs.py --oneshot results/bench-supernet [--repeats 5]   # one-shot vs multi-trial
     .venv/bin/python bench/speed_vs.py --oneshot results/bench-supernet --oneshot-rev 0b2a363   # one-shot, 2 trees
 
@@ -17,7 +18,12 @@ baselines), and reports its wall time and the median training images/s of its tr
 
 `--command` times the `nas train` command as a user runs it instead of the job inside one Python process:
 `python -m nas train ARCH --proxy confirm --final --threads 1 --no-progress --out FILE`, from the process's start
-to its end (its imports, the dataset, the job, the metrics JSON and the process's exit).
+to its end (its imports, the dataset, the job, the metrics JSON and the process's exit). With `--ceiling` a third
+side runs in each round: this tree's command with every SiLU, BatchNorm2d and `scaled_dot_product_attention` replaced
+by a stand-in that costs about nothing (`CEILING`, in training and in evaluation: SiLU the identity and no
+activation in the folded convolutions, BatchNorm a per-channel scale, attention its query). That network is not
+the same one (its accuracy means nothing); its time is the least that any kernel, fusion or rewrite of those
+parts could bring the command to, and old/ceiling the most it could gain against the old tree.
 
 `--oneshot SUPERNET` compares two stages of this tree instead of two trees: the default one-shot search stage
 (`nas search --budget 300M --strategy oneshot --supernet SUPERNET --no-confirm`) against the default multi-trial
@@ -120,12 +126,35 @@ def search(tree: Path, extra: list[str] | None = None) -> dict:
             "line": next(x for x in out.splitlines() if m.group(0) in x) if m else ""}
 
 
-def command(tree: Path, arch: str) -> dict:
+# `--ceiling`'s stand-ins, run as the `sitecustomize` of the command's process that trains (the one `nas.preload`
+# re-executes with _NAS_REEXEC=1, or the only one where nothing is preloaded: the bench then sets the variable)
+CEILING = r"""
+import os
+if os.environ.get("_NAS_REEXEC") == "1":
+    import torch.nn.functional as F
+    from torch import nn
+
+    nn.SiLU.forward = lambda self, x: x
+    nn.BatchNorm2d.forward = lambda self, x: x * self.weight.view(1, -1, 1, 1)
+    F.scaled_dot_product_attention = lambda q, k, v, *a, **kw: q * 1 + 0 * (k.sum() + v.sum())
+    import nas.blocks.common
+
+    nas.blocks.common._POST_OPS[nn.SiLU] = "none"
+"""
+
+
+def command(tree: Path, arch: str, site: Path | None = None) -> dict:
     """One `nas train` command by the code in `tree` (confirm protocol, test subset, 1 thread): its wall seconds
-    from start to exit and the metrics JSON it wrote."""
+    from start to exit and the metrics JSON it wrote. `site`: a folder whose sitecustomize.py the process runs."""
     import tempfile
 
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, "PYTHONPATH": str(tree) if site is None else f"{site}:{tree}"}
+    if site is not None:
+        sys.path.insert(0, str(ROOT))
+        from nas.preload import libraries
+
+        if not libraries([]):  # no re-exec: the one process trains
+            env["_NAS_REEXEC"] = "1"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "m.json"
         t = time.perf_counter()
@@ -151,19 +180,29 @@ def paired_ratio(num: list[float], den: list[float]) -> str:
     return f"geometric mean {math.exp(s.mean):.2f}x {ci} (95% t, n={s.n} pairs: {pairs})"
 
 
-def compare_command(old: Path, archs: list[str], repeats: int) -> None:
+def compare_command(old: Path, archs: list[str], repeats: int, ceiling: bool = False) -> None:
+    import tempfile
+
+    site = Path(tempfile.mkdtemp(prefix="ceiling-"))
+    (site / "sitecustomize.py").write_text(CEILING)
+    sides = [("old", old, None), ("new", ROOT, None)] + ([("ceiling", ROOT, site)] if ceiling else [])
     for arch in archs:
-        t: dict[str, list[float]] = {"old": [], "new": []}
+        t: dict[str, list[float]] = {name: [] for name, _, _ in sides}
         for i in range(repeats):
-            for name, tree in (("old", old), ("new", ROOT)) if i % 2 == 0 else (("new", ROOT), ("old", old)):
+            for name, tree, sc in sides[i % len(sides):] + sides[:i % len(sides)]:  # rotated: same load for each
                 load = os.getloadavg()[0]
-                r = command(tree, arch)
+                r = command(tree, arch, sc)
                 t[name].append(r["wall_s"])
-                print(f"  {arch:<20} {name:<4} command {r['wall_s']:6.1f} s (its job {r['job_s']:.1f} s)  test "
+                print(f"  {arch:<20} {name:<7} command {r['wall_s']:6.1f} s (its job {r['job_s']:.1f} s)  test "
                       f"{r['test_top1']}  (load {load:.1f})", flush=True)
-        mo, mn = statistics.median(t["old"]), statistics.median(t["new"])
-        print(f"{arch}: nas train, old {mo:.1f} s, new {mn:.1f} s (medians of {repeats}): old/new {mo / mn:.2f}x; "
-              f"{paired_ratio(t['old'], t['new'])}", flush=True)
+        mo = statistics.median(t["old"])
+        for name, _, _ in sides[1:]:
+            mn = statistics.median(t[name])
+            print(f"{arch}: nas train, old {mo:.1f} s, {name} {mn:.1f} s (medians of {repeats}): old/{name} "
+                  f"{mo / mn:.2f}x; {paired_ratio(t['old'], t[name])}", flush=True)
+        if ceiling:
+            print(f"{arch}: new/ceiling (what the stand-ins' parts cost the command): "
+                  f"{paired_ratio(t['new'], t['ceiling'])}", flush=True)
 
 
 def compare_search(old: Path, repeats: int, old_args: list[str] | None = None) -> None:
@@ -226,6 +265,9 @@ def main() -> None:
                          "(07bd30f's default stopped trials early by ASHA; today's trains each to the end)")
     ap.add_argument("--command", action="store_true",
                     help="time the `nas train` command from start to exit instead of the job inside a process")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="with --command: a third side, this tree's command with SiLU, BatchNorm and attention "
+                         "replaced by stand-ins that cost about nothing (a ceiling, not an option)")
     ap.add_argument("--oneshot", metavar="SUPERNET",
                     help="compare this tree's one-shot search stage on SUPERNET with its multi-trial stage instead")
     ap.add_argument("--oneshot-rev", metavar="REV",
@@ -253,7 +295,7 @@ def main() -> None:
         return
     if a.command:
         print(f"old: {a.rev} ({old}), new: this tree ({ROOT}); nas train ARCH --proxy confirm --final --threads 1")
-        compare_command(old, a.archs, a.repeats)
+        compare_command(old, a.archs, a.repeats, a.ceiling)
         return
     sys.path.insert(0, str(ROOT))
     from nas.blas import env_with_shim
