@@ -143,18 +143,13 @@ if os.environ.get("_NAS_REEXEC") == "1":
 """
 
 
-def command(tree: Path, arch: str, site: Path | None = None) -> dict:
+def command(tree: Path, arch: str, site: dict[str, str] | None = None) -> dict:
     """One `nas train` command by the code in `tree` (confirm protocol, test subset, 1 thread): its wall seconds
-    from start to exit and the metrics JSON it wrote. `site`: a folder whose sitecustomize.py the process runs."""
+    from start to exit and the metrics JSON it wrote. `site`: environment entries put over the tree's
+    (`ceiling_env`)."""
     import tempfile
 
-    env = {**os.environ, "PYTHONPATH": str(tree) if site is None else f"{site}:{tree}"}
-    if site is not None:
-        sys.path.insert(0, str(ROOT))
-        from nas.preload import libraries
-
-        if not libraries([]):  # no re-exec: the one process trains
-            env["_NAS_REEXEC"] = "1"
+    env = {**os.environ, "PYTHONPATH": str(tree), **(site or {})}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "m.json"
         t = time.perf_counter()
@@ -180,12 +175,30 @@ def paired_ratio(num: list[float], den: list[float]) -> str:
     return f"geometric mean {math.exp(s.mean):.2f}x {ci} (95% t, n={s.n} pairs: {pairs})"
 
 
+def ceiling_env(site: Path) -> dict[str, str]:
+    """Environment entries that make this tree's command run `CEILING` (written into `site`) in its training
+    process."""
+    (site / "sitecustomize.py").write_text(CEILING)
+    env = {"PYTHONPATH": f"{site}:{ROOT}"}
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from nas.preload import libraries
+
+    if not libraries([]):  # no re-exec: the one process trains
+        env["_NAS_REEXEC"] = "1"
+    return env
+
+
 def compare_command(old: Path, archs: list[str], repeats: int, ceiling: bool = False) -> None:
     import tempfile
 
-    site = Path(tempfile.mkdtemp(prefix="ceiling-"))
-    (site / "sitecustomize.py").write_text(CEILING)
-    sides = [("old", old, None), ("new", ROOT, None)] + ([("ceiling", ROOT, site)] if ceiling else [])
+    with tempfile.TemporaryDirectory(prefix="ceiling-") as site:
+        sides = [("old", old, None), ("new", ROOT, None)] + ([("ceiling", ROOT, ceiling_env(Path(site)))]
+                                                            if ceiling else [])
+        _compare_command(sides, archs, repeats)
+
+
+def _compare_command(sides: list[tuple[str, Path, dict[str, str] | None]], archs: list[str], repeats: int) -> None:
     for arch in archs:
         t: dict[str, list[float]] = {name: [] for name, _, _ in sides}
         for i in range(repeats):
@@ -200,7 +213,7 @@ def compare_command(old: Path, archs: list[str], repeats: int, ceiling: bool = F
             mn = statistics.median(t[name])
             print(f"{arch}: nas train, old {mo:.1f} s, {name} {mn:.1f} s (medians of {repeats}): old/{name} "
                   f"{mo / mn:.2f}x; {paired_ratio(t['old'], t[name])}", flush=True)
-        if ceiling:
+        if "ceiling" in t:
             print(f"{arch}: new/ceiling (what the stand-ins' parts cost the command): "
                   f"{paired_ratio(t['new'], t['ceiling'])}", flush=True)
 
